@@ -1,0 +1,156 @@
+"""Checks made once per run, before any check: can this run work at all?
+
+The API server must answer, accept the credentials and allow every verb the selected suites
+use (asked with SelfSubjectAccessReview, so nothing is tried for real); AWS must resolve an
+identity when a suite that uses AWS is selected. Every problem found is listed, each naming
+what is missing, so one run tells a person everything to fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from clustergate.kube import Cluster, explain_api_error
+
+SUITES = ("irsa", "dns", "autoscaler", "drain", "upgrade", "cutover")
+#: Suites that call AWS APIs (IAM, STS, EKS, Auto Scaling, ELBv2, Route 53).
+AWS_SUITES = frozenset({"irsa", "autoscaler", "upgrade", "cutover"})
+
+
+@dataclass(frozen=True)
+class Permission:
+    verb: str
+    resource: str
+    group: str = ""
+    subresource: str = ""
+
+    def describe(self) -> str:
+        resource = f"{self.resource}/{self.subresource}" if self.subresource else self.resource
+        group = self.group or "core"
+        return f"{self.verb} {resource} ({group})"
+
+
+def _perms(verbs: str, resource: str, group: str = "", subresource: str = "") -> list[Permission]:
+    return [Permission(verb, resource, group, subresource) for verb in verbs.split()]
+
+
+#: What every run needs: its namespace, probe pods and their results, leases for disruption.
+BASE = [
+    *_perms("create delete get list", "namespaces"),
+    *_perms("create delete get list watch", "pods"),
+    *_perms("get", "pods", subresource="log"),
+    *_perms("create delete get", "serviceaccounts"),
+    *_perms("get list", "nodes"),
+    *_perms("list watch", "events"),
+]
+NEEDS: dict[str, list[Permission]] = {
+    "irsa": [*_perms("get list", "serviceaccounts"), *_perms("list", "pods")],
+    "dns": [
+        *_perms("get list", "daemonsets", "apps"),
+        *_perms("get", "services"),
+        *_perms("get", "pods", subresource="proxy"),
+        *_perms("get", "nodes", subresource="proxy"),
+        *_perms("delete", "pods"),
+    ],
+    "autoscaler": [
+        *_perms("get", "configmaps"),
+        *_perms("get list", "deployments", "apps"),
+        *_perms("create delete", "deployments", "apps"),
+    ],
+    "drain": [
+        *_perms("list", "poddisruptionbudgets", "policy"),
+        *_perms("create delete", "poddisruptionbudgets", "policy"),
+        *_perms("create delete get list watch", "deployments", "apps"),
+        *_perms("patch", "nodes"),
+        *_perms("create", "pods", subresource="eviction"),
+    ],
+    "upgrade": [
+        *_perms("list", "poddisruptionbudgets", "policy"),
+        *_perms("create delete get list watch", "deployments", "apps"),
+        *_perms("watch", "nodes"),
+    ],
+    "cutover": [],
+}
+DISRUPTIVE = [*_perms("create get update delete", "leases", "coordination.k8s.io")]
+SWEEP = [
+    *_perms("list delete", "leases", "coordination.k8s.io"),
+    *_perms("patch", "nodes"),
+    *_perms("delete", "namespaces"),
+]
+
+
+class PreflightError(Exception):
+    """The run cannot start; the message lists every problem found."""
+
+
+def required_permissions(
+    suites: Iterable[str], disruptive: bool, sweep: bool = False
+) -> list[Permission]:
+    wanted: dict[Permission, None] = dict.fromkeys(BASE)
+    if sweep:
+        wanted.update(dict.fromkeys(SWEEP))
+    for suite in suites:
+        wanted.update(dict.fromkeys(NEEDS.get(suite, [])))
+    if disruptive:
+        wanted.update(dict.fromkeys(DISRUPTIVE))
+    return list(wanted)
+
+
+def check_cluster(cluster: Cluster, permissions: list[Permission]) -> None:
+    try:
+        info = cluster.version().get_code(_request_timeout=15)
+    except Exception as error:
+        raise PreflightError(
+            explain_api_error(error, cluster.server, "asking for the version")
+        ) from None
+    missing = []
+    authorization = cluster.authorization()
+    for permission in permissions:
+        review = client.V1SelfSubjectAccessReview(
+            spec=client.V1SelfSubjectAccessReviewSpec(
+                resource_attributes=client.V1ResourceAttributes(
+                    verb=permission.verb,
+                    group=permission.group,
+                    resource=permission.resource,
+                    subresource=permission.subresource or None,
+                )
+            )
+        )
+        try:
+            answer = authorization.create_self_subject_access_review(review, _request_timeout=15)
+        except ApiException as error:
+            raise PreflightError(
+                explain_api_error(error, cluster.server, "checking permissions")
+            ) from None
+        if not answer.status.allowed:
+            missing.append(permission.describe())
+    if missing:
+        raise PreflightError(
+            f"the credentials for {cluster.server} (context {cluster.context}, Kubernetes "
+            f"{info.git_version}) lack {len(missing)} permission(s) the selected checks need: "
+            + "; ".join(missing)
+            + ". Apply deploy/rbac.yaml or grant these verbs to the runner's identity."
+        )
+
+
+def check_aws(session: boto3.Session, endpoint_url: str | None) -> str:
+    """Return the caller ARN, or raise naming why no identity resolves."""
+    try:
+        sts = session.client("sts", endpoint_url=endpoint_url)
+        return str(sts.get_caller_identity()["Arn"])
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "?")
+        raise PreflightError(
+            f"AWS rejected the credentials ({code}): {error}; check AWS_PROFILE and the "
+            "credential chain"
+        ) from None
+    except BotoCoreError as error:
+        raise PreflightError(
+            f"no AWS identity resolves: {error}; set AWS_PROFILE or AWS credentials"
+        ) from None

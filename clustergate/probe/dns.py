@@ -1,0 +1,108 @@
+"""Resolving names the way the pod's resolver would, and timing each query.
+
+The resolver is configured from the pod's own /etc/resolv.conf (nameservers, search list,
+ndots), so the probe sees what applications in the pod see.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import dns.exception
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
+from clustergate.probe import sandbox
+
+
+def read_resolv_conf() -> dict[str, Any]:
+    text = sandbox.path("/etc/resolv.conf").read_text()
+    nameservers, search, options = [], [], []
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0].startswith(("#", ";")):
+            continue
+        if words[0] == "nameserver":
+            nameservers.extend(words[1:2])
+        elif words[0] == "search":
+            search = words[1:]
+        elif words[0] == "options":
+            options.extend(words[1:])
+    return {"nameservers": nameservers, "search": search, "options": options, "text": text}
+
+
+def _resolver(conf: dict[str, Any], timeout_s: float) -> dns.resolver.Resolver:
+    resolver = dns.resolver.Resolver(configure=False)
+    servers = []
+    for address in conf["nameservers"]:
+        host, port = sandbox.dial(address, 53)
+        servers.append(dns.nameserver.Do53Nameserver(host, port))
+    resolver.nameservers = servers
+    resolver.search = [dns.name.from_text(domain) for domain in conf["search"]]
+    resolver.use_search_by_default = True
+    for option in conf["options"]:
+        if option.startswith("ndots:"):
+            resolver.ndots = int(option.split(":", 1)[1])
+    resolver.timeout = timeout_s
+    resolver.lifetime = timeout_s
+    resolver.cache = None
+    return resolver
+
+
+def resolve(names: list[str], count: int, timeout_s: float) -> dict[str, Any]:
+    """Resolve each name ``count`` times; report answers and every query's latency."""
+    conf = read_resolv_conf()
+    resolver = _resolver(conf, timeout_s)
+    results = []
+    for name in names:
+        latencies, failures, answers = [], [], set()
+        for _ in range(count):
+            started = time.perf_counter()
+            try:
+                answer = resolver.resolve(name, dns.rdatatype.A, search=True)
+            except (dns.exception.DNSException, OSError) as error:
+                failures.append(type(error).__name__ + ": " + str(error)[:200])
+                continue
+            latencies.append((time.perf_counter() - started) * 1000)
+            answers.update(record.address for record in answer)
+        results.append(
+            {
+                "name": name,
+                "answers": sorted(answers),
+                "latencies_ms": [round(value, 3) for value in latencies],
+                "failures": failures[:5],
+                "failed": len(failures),
+            }
+        )
+    ok = all(not item["failed"] for item in results)
+    return {"ok": ok, "resolv_conf": conf, "names": results}
+
+
+def resolve_loop(name: str, duration_s: float, interval_s: float, timeout_s: float) -> dict:
+    """Resolve ``name`` every ``interval_s`` for ``duration_s``; report the longest gap
+    between two successful answers (an outage as an application would feel it)."""
+    resolver = _resolver(read_resolv_conf(), timeout_s)
+    started = time.monotonic()
+    last_success = started
+    longest_gap, queries, failures = 0.0, 0, 0
+    while (now := time.monotonic()) - started < duration_s:
+        queries += 1
+        try:
+            resolver.resolve(name, dns.rdatatype.A, search=True)
+        except (dns.exception.DNSException, OSError):
+            failures += 1
+        else:
+            now = time.monotonic()
+            longest_gap = max(longest_gap, now - last_success)
+            last_success = now
+        time.sleep(max(0.0, interval_s - (time.monotonic() - now)))
+    longest_gap = max(longest_gap, time.monotonic() - last_success)
+    return {
+        "ok": failures == 0,
+        "name": name,
+        "queries": queries,
+        "failures": failures,
+        "longest_gap_s": round(longest_gap, 3),
+    }

@@ -1,0 +1,137 @@
+"""Running a probe pod and reading its one-line JSON result.
+
+A probe pod runs ``python -m clustergate.probe KIND ...`` from the configured probe image, once
+(restartPolicy Never), labelled with the run id. The result is the line of its log that carries
+the probe's result key. The pod is deleted afterwards whatever happened; the run namespace and
+the sweep catch what an interrupted run leaves.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from clustergate.runctx import RunContext
+from clustergate.wait import wait_for_objects
+
+RESULT_KEY = "clustergate_probe"
+_FINISHED = ("Succeeded", "Failed")
+
+
+class ProbeError(AssertionError):
+    """The probe pod did not produce a result; says what the pod showed instead."""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    pod: str
+    node: str
+    data: dict[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    kind: str
+    args: tuple[str, ...] = ()
+    namespace: str | None = None
+    service_account: str | None = None
+    node: str | None = None
+    host_network: bool = False
+    annotations: tuple[tuple[str, str], ...] = ()
+
+
+def probe_pod(ctx: RunContext, image: str, spec: ProbeSpec, name: str) -> client.V1Pod:
+    metadata = ctx.metadata(name, **{"clustergate.io/probe": spec.kind})
+    metadata.namespace = spec.namespace or ctx.namespace
+    metadata.annotations = {**(metadata.annotations or {}), **dict(spec.annotations)}
+    return client.V1Pod(
+        metadata=metadata,
+        spec=client.V1PodSpec(
+            restart_policy="Never",
+            service_account_name=spec.service_account,
+            host_network=spec.host_network or None,
+            dns_policy="ClusterFirstWithHostNet" if spec.host_network else None,
+            node_selector={"kubernetes.io/hostname": spec.node} if spec.node else None,
+            tolerations=[client.V1Toleration(operator="Exists")] if spec.node else None,
+            active_deadline_seconds=600,
+            containers=[
+                client.V1Container(
+                    name="probe",
+                    image=image,
+                    command=["python", "-m", "clustergate.probe", spec.kind, *spec.args],
+                    resources=client.V1ResourceRequirements(
+                        requests={"cpu": "10m", "memory": "32Mi"},
+                        limits={"memory": "128Mi"},
+                    ),
+                )
+            ],
+        ),
+    )
+
+
+def run_probe(ctx: RunContext, image: str, spec: ProbeSpec, timeout_s: float) -> ProbeResult:
+    """Create the probe pod, wait for it to finish, return its result; always delete it."""
+    core = ctx.cluster.core()
+    name = f"probe-{spec.kind}-{secrets.token_hex(3)}"
+    pod = probe_pod(ctx, image, spec, name)
+    namespace = pod.metadata.namespace
+    core.create_namespaced_pod(namespace, pod)
+    try:
+        finished = wait_for_objects(
+            core.list_namespaced_pod,
+            lambda pods: bool(pods) and pods[0].status.phase in _FINISHED,
+            what=f"probe pod {namespace}/{name} ({spec.kind}) to finish",
+            timeout_s=timeout_s,
+            describe=_describe_pods,
+            namespace=namespace,
+            field_selector=f"metadata.name={name}",
+        )[0]
+        log = core.read_namespaced_pod_log(name, namespace, container="probe")
+        return ProbeResult(name, finished.spec.node_name or "", _parse(log, namespace, name))
+    finally:
+        try:
+            core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+
+def _parse(log: str, namespace: str, name: str) -> dict[str, Any]:
+    for line in reversed(log.splitlines()):
+        if RESULT_KEY in line:
+            try:
+                return json.loads(line)
+            except ValueError:
+                break
+    tail = "\n".join(log.splitlines()[-10:])
+    raise ProbeError(f"probe pod {namespace}/{name} printed no result line; log tail:\n{tail}")
+
+
+def _describe_pods(pods: list[Any]) -> str:
+    if not pods:
+        return "pod not found"
+    pod = pods[0]
+    status = pod.status
+    waiting = [
+        f"{item.name}: {item.state.waiting.reason}"
+        for item in status.container_statuses or []
+        if item.state and item.state.waiting
+    ]
+    conditions = [
+        f"{item.type}={item.status}" + (f" ({item.message})" if item.message else "")
+        for item in status.conditions or []
+        if item.status != "True"
+    ]
+    where = pod.spec.node_name or "unscheduled"
+    return f"phase {status.phase} on {where}; " + "; ".join(waiting + conditions)

@@ -1,0 +1,164 @@
+"""A run's identity, what it creates, and how everything it changed is put back.
+
+Every object a check creates carries :data:`MANAGED_BY` and the run id label, and lives in the
+run's own namespace where it can; deleting the namespace at teardown removes it. What a check
+changes outside its namespace (a cordon, a weight, a node-group size) is registered as an undo
+action on the :class:`RunContext` and also marked on the object itself, so that ``--sweep``
+can put it back after a run that was killed before its teardown.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from clustergate.kube import Cluster
+
+log = logging.getLogger("clustergate.run")
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "clustergate"
+RUN_ID = "clustergate.io/run-id"
+#: Annotation on a node cordoned by a run: the run id. The sweep uncordons such nodes.
+CORDONED_BY = "clustergate.io/cordoned-by"
+CREATED_AT = "clustergate.io/created-at"
+
+
+def new_run_id() -> str:
+    """Sortable and label-safe: cg-20261125t1030-4f2a."""
+    return f"cg-{datetime.now(UTC):%Y%m%dt%H%M}-{secrets.token_hex(2)}"
+
+
+def run_labels(run_id: str) -> dict[str, str]:
+    return {MANAGED_BY: MANAGER, RUN_ID: run_id}
+
+
+def selector(run_id: str | None = None) -> str:
+    base = f"{MANAGED_BY}={MANAGER}"
+    return f"{base},{RUN_ID}={run_id}" if run_id else base
+
+
+@dataclass
+class RunContext:
+    """What a check needs to create things safely: the run id, its namespace and its undo list."""
+
+    cluster: Cluster
+    run_id: str
+    namespace: str
+    labels: dict[str, str]
+    _undo: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+
+    def metadata(self, name: str, **extra_labels: str) -> client.V1ObjectMeta:
+        return client.V1ObjectMeta(
+            name=name,
+            namespace=self.namespace,
+            labels={**self.labels, **extra_labels},
+            annotations={CREATED_AT: datetime.now(UTC).isoformat()},
+        )
+
+    def on_teardown(self, description: str, undo: Callable[[], None]) -> None:
+        """Register ``undo`` to run at teardown, newest first, even after a failure."""
+        self._undo.append((description, undo))
+
+    def undo_all(self) -> list[str]:
+        """Run every registered undo action; return the ones that failed (and why)."""
+        failures = []
+        while self._undo:
+            description, undo = self._undo.pop()
+            try:
+                undo()
+            except Exception as error:  # every undo must get its chance
+                failures.append(f"{description}: {error}")
+                log.error("could not %s: %s", description, error)
+        return failures
+
+
+def create_namespace(cluster: Cluster, name: str, labels: dict[str, str]) -> None:
+    body = client.V1Namespace(
+        metadata=client.V1ObjectMeta(
+            name=name, labels=labels, annotations={CREATED_AT: datetime.now(UTC).isoformat()}
+        )
+    )
+    cluster.core().create_namespace(body)
+
+
+def delete_namespace(cluster: Cluster, name: str) -> None:
+    try:
+        cluster.core().delete_namespace(name, propagation_policy="Background")
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    namespaces: tuple[str, ...]
+    uncordoned: tuple[str, ...]
+    objects: tuple[str, ...]
+
+    def describe(self) -> str:
+        parts = [
+            f"{len(self.namespaces)} namespace(s) deleted: {', '.join(self.namespaces) or '-'}",
+            f"{len(self.uncordoned)} node(s) uncordoned: {', '.join(self.uncordoned) or '-'}",
+            f"{len(self.objects)} other object(s) deleted: {', '.join(self.objects) or '-'}",
+        ]
+        return "; ".join(parts)
+
+
+def sweep(cluster: Cluster, older_than_s: float, keep_run: str | None = None) -> SweepReport:
+    """Remove what earlier runs left: their namespaces and labelled objects older than
+    ``older_than_s``, and cordons they placed (whatever their age: a cordon is never wanted)."""
+    core = cluster.core()
+    cutoff = time.time() - older_than_s
+    namespaces = []
+    for namespace in core.list_namespace(label_selector=selector()).items:
+        if _run_of(namespace) == keep_run or _created(namespace) > cutoff:
+            continue
+        delete_namespace(cluster, namespace.metadata.name)
+        namespaces.append(namespace.metadata.name)
+    uncordoned = []
+    for node in core.list_node().items:
+        owner = (node.metadata.annotations or {}).get(CORDONED_BY)
+        if owner is None or owner == keep_run:
+            continue
+        core.patch_node(
+            node.metadata.name,
+            {"spec": {"unschedulable": None}, "metadata": {"annotations": {CORDONED_BY: None}}},
+        )
+        uncordoned.append(node.metadata.name)
+    objects = _sweep_outside_namespaces(cluster, cutoff, keep_run)
+    return SweepReport(tuple(namespaces), tuple(uncordoned), tuple(objects))
+
+
+def _sweep_outside_namespaces(cluster: Cluster, cutoff: float, keep_run: str | None) -> list[str]:
+    """Labelled leases and pods that a run placed in shared namespaces (kube-system)."""
+    core, coordination = cluster.core(), cluster.coordination()
+    removed = []
+    for lease in coordination.list_lease_for_all_namespaces(label_selector=selector()).items:
+        if _run_of(lease) != keep_run and _created(lease) <= cutoff:
+            coordination.delete_namespaced_lease(lease.metadata.name, lease.metadata.namespace)
+            removed.append(f"lease/{lease.metadata.namespace}/{lease.metadata.name}")
+    for pod in core.list_pod_for_all_namespaces(label_selector=selector()).items:
+        if _run_of(pod) != keep_run and _created(pod) <= cutoff:
+            try:
+                core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+            removed.append(f"pod/{pod.metadata.namespace}/{pod.metadata.name}")
+    return removed
+
+
+def _run_of(obj: object) -> str | None:
+    return (obj.metadata.labels or {}).get(RUN_ID)  # type: ignore[attr-defined]
+
+
+def _created(obj: object) -> float:
+    return obj.metadata.creation_timestamp.timestamp()  # type: ignore[attr-defined]

@@ -1,0 +1,193 @@
+"""The twin, composed: API server, controllers, kubelets, AWS, DNS and traffic in one loop.
+
+Start-up follows an EKS cluster's life: the control plane comes up, the EKS add-ons are
+installed as kube-system workloads, the AWS account gets its cluster, node groups and IRSA
+roles, the node groups' instances boot and register as nodes, and the traffic edge is put in
+front of an "old" and a "new" cluster. The twin is ready when every node is Ready and the
+add-ons run; then it writes its kubeconfig, AWS settings and cluster config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from clustergate.twin import manifests, outputs
+from clustergate.twin.addons import AddonRegistry
+from clustergate.twin.apiserver import ApiServer
+from clustergate.twin.aws import AwsSide
+from clustergate.twin.cloud import InstanceSpec, NodeLauncher
+from clustergate.twin.controllers import ControllerManager
+from clustergate.twin.dns import register_dns_addons
+from clustergate.twin.kubeclient import ApiError, KubeClient
+from clustergate.twin.kubelet import KubeletPool
+from clustergate.twin.kubelet_hub import KubeletHub
+from clustergate.twin.netmap import Netmap
+from clustergate.twin.settings import TwinSettings
+from clustergate.twin.traffic import TrafficSide
+
+log = logging.getLogger("clustergate.twin")
+PROBE_IMAGE = "ghcr.io/clustergate/clustergate-probe:0.1.0"
+
+
+class Twin:
+    def __init__(self, settings: TwinSettings) -> None:
+        self.settings = settings
+        self.netmap = Netmap()
+        self.hub = KubeletHub()
+        self.addons = AddonRegistry()
+        self.api = ApiServer(settings, self.netmap, self.hub)
+        self.aws = AwsSide(settings, self.netmap)
+        self._stops: list[Callable[[], Awaitable[None]]] = []
+
+    def client(self) -> KubeClient:
+        return KubeClient(self.api.url, self.api.ca_pem_path, self.api.admin_token)
+
+    async def serve(self, ready_file: Path) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            ready = await self.start()
+            ready_file.write_text(json.dumps(ready, indent=2))
+            log.info("twin ready: %s", ready)
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    async def start(self) -> dict[str, Any]:
+        state = Path(self.settings.state_dir)
+        await self.api.start()
+        self._stops.append(self.api.stop)
+        kubeconfig = state / "kubeconfig"
+        outputs.write_kubeconfig(
+            kubeconfig, self.api.url, self.api.ca_pem_path, self.api.admin_token
+        )
+
+        controllers = ControllerManager(self.settings, self.client)
+        await controllers.start()
+        self._stops.append(controllers.stop)
+        register_dns_addons(self.addons, self.settings, self.netmap, self.client)
+
+        await self.aws.start()
+        self._stops.append(self.aws.stop)
+        environment = outputs.aws_environment(self.settings, self.aws.endpoint_url)
+
+        client = self.client()
+        try:
+            pool = KubeletPool(self.settings, self.client, self.hub, self.netmap, self.addons)
+            self._stops.append(pool.stop)
+            launcher = _TaintOneNode(pool) if self._taint_one_node() else pool
+            facts = await self.aws.bootstrap(self.api.issuer, launcher, self.api.ca_pem_path)
+            await self._install(client, facts)
+            traffic = TrafficSide(self.settings, self.netmap, self.aws.endpoint_url)
+            await traffic.start()
+            self._stops.append(traffic.stop)
+            traffic_facts = await traffic.bootstrap()
+            await self._wait_until_settled(client)
+        finally:
+            await client.close()
+
+        config_facts = {
+            "probe_image": PROBE_IMAGE,
+            "irsa_mappings": [
+                (mapping.namespace, mapping.service_account, mapping.role_arn)
+                for mapping in facts.irsa_mappings
+            ],
+            "cutover": traffic_facts.cutover_config(),
+        }
+        outputs.write_aws_env(state / "aws-env.json", environment)
+        outputs.write_cluster_config(
+            state / "cluster.yaml", outputs.cluster_config(self.settings, config_facts)
+        )
+        return {
+            "kubeconfig": str(kubeconfig),
+            "cluster_config": str(state / "cluster.yaml"),
+            "aws_env": str(state / "aws-env.json"),
+            "api_server": self.api.url,
+            "aws_endpoint": self.aws.endpoint_url,
+            "edge": traffic.edge_url,
+            "nodes": self.settings.node_count,
+            "faults": sorted(self.settings.faults),
+        }
+
+    def _taint_one_node(self) -> bool:
+        return self.settings.has_fault("nodelocal-missing-on-node") and self.settings.node_count > 1
+
+    async def _install(self, client: KubeClient, facts: Any) -> None:
+        objects = [
+            *manifests.dns_services(self.settings),
+            *manifests.coredns(),
+            *manifests.nodelocal(self.settings),
+            *manifests.cluster_autoscaler(self.settings, facts.autoscaler_role_arn),
+            *manifests.irsa_service_accounts(
+                [(m.namespace, m.service_account, m.role_arn) for m in facts.irsa_mappings]
+            ),
+        ]
+        for resource, body in objects:
+            group_version, plural = resource.rsplit("/", 1)
+            namespace = body["metadata"].get("namespace")
+            path = _collection(group_version, plural, namespace)
+            with contextlib.suppress(ApiError):
+                await client.create(path, body)
+
+    async def _wait_until_settled(self, client: KubeClient) -> None:
+        """Every node Ready and every kube-system workload available, or a clear error."""
+        deadline = asyncio.get_running_loop().time() + 90
+        expected = self.settings.node_count
+        last = ""
+        while asyncio.get_running_loop().time() < deadline:
+            nodes = (await client.list("/api/v1/nodes"))["items"]
+            ready = [node for node in nodes if _ready(node)]
+            pods = (await client.list("/api/v1/namespaces/kube-system/pods"))["items"]
+            waiting = [p["metadata"]["name"] for p in pods if not _ready(p)]
+            if len(ready) >= expected and pods and not waiting:
+                return
+            last = f"{len(ready)}/{expected} nodes Ready; kube-system pods not ready: {waiting}"
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"twin did not settle within 90s: {last}")
+
+    async def stop(self) -> None:
+        while self._stops:
+            stop = self._stops.pop()
+            try:
+                await asyncio.wait_for(stop(), timeout=20)
+            except Exception:
+                log.exception("stopping %s failed", stop)
+
+
+class _TaintOneNode:
+    """nodelocal-missing-on-node: the first node boots with a taint the cache does not tolerate."""
+
+    def __init__(self, launcher: NodeLauncher) -> None:
+        self._launcher = launcher
+        self._tainted = False
+
+    async def launch(self, spec: InstanceSpec) -> None:
+        if not self._tainted:
+            self._tainted = True
+            spec = dataclasses.replace(spec, taints=(*spec.taints, manifests.BATCH_TAINT))
+        await self._launcher.launch(spec)
+
+    async def terminate(self, instance_id: str) -> None:
+        await self._launcher.terminate(instance_id)
+
+
+def _collection(group_version: str, plural: str, namespace: str | None) -> str:
+    root = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+    if namespace and plural != "namespaces":
+        return f"{root}/namespaces/{namespace}/{plural}"
+    return f"{root}/{plural}"
+
+
+def _ready(obj: dict[str, Any]) -> bool:
+    conditions = obj.get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)

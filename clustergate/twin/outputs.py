@@ -1,0 +1,108 @@
+"""The files a running twin leaves in its state directory for the suites and for people.
+
+- ``kubeconfig``: context ``clustergate-twin``, the API server URL, its CA and a token, so
+  ``kubectl --kubeconfig DIR/kubeconfig get nodes`` works.
+- ``aws-env.json``: the standard AWS variables (AWS_ENDPOINT_URL and dummy keys) that point
+  boto3 and the AWS CLI at the twin's AWS endpoint.
+- ``cluster.yaml``: the cluster config a live run would be given, describing this twin.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clustergate.twin.settings import TwinSettings
+
+CONTEXT = "clustergate-twin"
+
+
+def write_kubeconfig(path: Path, server: str, ca_pem_path: str, token: str) -> None:
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": CONTEXT, "cluster": {"server": server, "certificate-authority": ca_pem_path}}
+        ],
+        "users": [{"name": "clustergate-admin", "user": {"token": token}}],
+        "contexts": [
+            {"name": CONTEXT, "context": {"cluster": CONTEXT, "user": "clustergate-admin"}}
+        ],
+        "current-context": CONTEXT,
+    }
+    path.write_text(yaml.safe_dump(kubeconfig, sort_keys=False))
+    path.chmod(0o600)
+
+
+def aws_environment(settings: TwinSettings, endpoint_url: str) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": settings.network.region,
+        "AWS_DEFAULT_REGION": settings.network.region,
+    }
+
+
+def write_aws_env(path: Path, environment: dict[str, str]) -> None:
+    path.write_text(json.dumps(environment, indent=2))
+    path.chmod(0o600)
+
+
+def cluster_config(settings: TwinSettings, facts: dict[str, Any]) -> dict[str, Any]:
+    """The config for this twin. Time limits are the twin's short delays with headroom."""
+    timings = settings.timings
+    config: dict[str, Any] = {
+        "cluster": {
+            "name": settings.network.cluster_name,
+            "region": settings.network.region,
+            "kubernetes_version": settings.network.kubernetes_version,
+        },
+        "probe": {"image": facts["probe_image"]},
+        "irsa": {
+            "mappings": [
+                {
+                    "namespace": namespace,
+                    "service_account": name,
+                    "role_arn": role_arn,
+                    "must_allow": [],
+                    "must_deny": [],
+                }
+                for namespace, name, role_arn in facts["irsa_mappings"]
+            ],
+        },
+        "dns": {
+            "nodelocal_ip": settings.network.nodelocal_ip,
+            "mode": settings.network.proxy_mode,
+            "queries_per_name": 10,
+            "external_names": ["sts.us-west-2.amazonaws.com"],
+            "slo": {"p50_ms": 20, "p99_ms": 150},
+            "restart_gap_max_s": 2.0,
+        },
+        "node_groups": [{"name": group.name} for group in settings.node_groups],
+        "autoscaler": {"kind": "cluster-autoscaler", "status_max_age_s": 30},
+        "upgrade": {"nodegroup": settings.node_groups[0].name, "max_pending_s": 60},
+        "timeouts": {
+            "preflight_s": 15,
+            "pod_ready_s": 60,
+            "probe_s": 60,
+            "drain_s": 120,
+            "scale_up_s": max(60.0, timings.max_node_provision * 2),
+            "scale_down_s": 120,
+            "upgrade_s": 300,
+            "weight_propagation_s": 30,
+            "lease_s": 600,
+            "sweep_after_s": 600,
+        },
+    }
+    if "cutover" in facts:
+        config["cutover"] = facts["cutover"]
+    return config
+
+
+def write_cluster_config(path: Path, config: dict[str, Any]) -> None:
+    header = "# Written by the clustergate twin: what the suites expect of this twin.\n"
+    path.write_text(header + yaml.safe_dump(config, sort_keys=False))

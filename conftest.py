@@ -1,0 +1,298 @@
+"""Options, target selection and the fixtures every suite shares.
+
+This file is the only place that chooses a target (DESIGN.md). ``--target twin`` starts the local
+twin through its command line, once per run on the process that owns the run (the xdist
+controller), and from then on uses exactly what a live run uses: the kubeconfig, the AWS
+environment and the cluster config that the twin wrote. Workers inherit the target through the
+environment. Checks only ever see the fixtures below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+
+from clustergate import preflight, runctx
+from clustergate.config import ClusterConfig, ConfigError, load_config
+from clustergate.kube import Cluster, ClusterAccessError, connect
+from clustergate.lease import disruption_lease
+from clustergate.results import Recorder, SummaryWriter
+from clustergate.selection import INCLUDED_IN, disruption_allowed, selected_suites
+
+ROOT = Path(__file__).parent
+TARGET_ENV = "CLUSTERGATE_TARGET"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("clustergate")
+    group.addoption(
+        "--target",
+        choices=("twin", "live"),
+        help="default: live when --kubeconfig or --context is given, else the local twin",
+    )
+    group.addoption("--kubeconfig", help="kubeconfig of the live cluster (default $KUBECONFIG)")
+    group.addoption("--context", help="kubeconfig context of the live cluster")
+    group.addoption("--config", help="cluster config YAML: what the cluster is expected to be")
+    group.addoption(
+        "--allow-disruptive",
+        action="store_true",
+        help="run disruptive checks (drains, upgrades, scaling, weight changes)",
+    )
+    group.addoption(
+        "--sweep",
+        action="store_true",
+        help="delete what earlier runs left (namespaces, cordons, leases) and exit",
+    )
+    group.addoption(
+        "--sweep-older-than",
+        type=float,
+        metavar="SECONDS",
+        help="with --sweep: only what is older (default: timeouts.sweep_after_s)",
+    )
+    group.addoption("--twin-nodes", type=int, default=3, help="nodes of the local twin")
+    group.addoption(
+        "--twin-fault",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="start the twin with this fault (repeatable)",
+    )
+    group.addoption("--reports-dir", default=str(ROOT / "reports"), help="where results go")
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str
+    kubeconfig: str | None
+    context: str | None
+    config: str
+    run_id: str
+    twin_state_dir: str | None = None
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _start_twin(config: pytest.Config) -> tuple[str, dict[str, str]]:
+    state_dir = tempfile.mkdtemp(prefix="clustergate-twin-")
+    command = [
+        sys.executable,
+        "-m",
+        "clustergate.twin",
+        "up",
+        "--state-dir",
+        state_dir,
+        "--nodes",
+        str(config.getoption("twin_nodes")),
+    ]
+    for fault in config.getoption("twin_fault"):
+        command += ["--fault", fault]
+    started = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+    if started.returncode != 0:
+        shutil.rmtree(state_dir, ignore_errors=True)
+        raise pytest.UsageError(f"the local twin did not start:\n{started.stderr.strip()}")
+    env = json.loads((Path(state_dir) / "aws-env.json").read_text())
+    return state_dir, env
+
+
+def _stop_twin(state_dir: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "clustergate.twin", "down", "--state-dir", state_dir],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _resolve_target(config: pytest.Config) -> Target:
+    kind = config.getoption("target") or (
+        "live" if config.getoption("kubeconfig") or config.getoption("context") else "twin"
+    )
+    run_id = runctx.new_run_id()
+    if kind == "live":
+        if not config.getoption("config"):
+            raise pytest.UsageError("--target live needs --config FILE (see examples/)")
+        return Target(
+            "live",
+            config.getoption("kubeconfig"),
+            config.getoption("context"),
+            config.getoption("config"),
+            run_id,
+        )
+    state_dir, env = _start_twin(config)
+    os.environ.update(env)
+    return Target(
+        "twin",
+        str(Path(state_dir) / "kubeconfig"),
+        None,
+        str(Path(state_dir) / "cluster.yaml"),
+        run_id,
+        state_dir,
+    )
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """A cancelled pipeline job sends SIGTERM: tear down as for Ctrl-C."""
+    raise KeyboardInterrupt
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for profile, wider in INCLUDED_IN.items():
+        config.addinivalue_line("markers", f"{profile}: profile; also in {', '.join(wider) or '-'}")
+    if _is_worker(config):
+        config.stash[_TARGET] = Target(**json.loads(os.environ[TARGET_ENV]))
+        return
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    target = _resolve_target(config)
+    config.stash[_TARGET] = target
+    os.environ[TARGET_ENV] = json.dumps(asdict(target))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    target = config.stash.get(_TARGET, None)
+    if target and target.twin_state_dir and not _is_worker(config):
+        _stop_twin(target.twin_state_dir)
+
+
+_TARGET = pytest.StashKey[Target]()
+_CLUSTER = pytest.StashKey[Cluster]()
+_CONFIG = pytest.StashKey[ClusterConfig]()
+
+
+def _connect(config: pytest.Config) -> tuple[Cluster, ClusterConfig]:
+    target = config.stash[_TARGET]
+    try:
+        cluster_config = load_config(target.config)
+        cluster = connect(
+            target.kubeconfig, target.context, timeout_s=cluster_config.timeouts.preflight_s
+        )
+    except (ConfigError, ClusterAccessError) as error:
+        pytest.exit(str(error), returncode=pytest.ExitCode.USAGE_ERROR)
+    return cluster, cluster_config
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    cluster, cluster_config = _connect(config)
+    config.stash[_CLUSTER], config.stash[_CONFIG] = cluster, cluster_config
+    if _is_worker(config):
+        return
+    target = config.stash[_TARGET]
+    markexpr = config.getoption("markexpr") or ""
+    suites = selected_suites(config.args, config.rootpath, markexpr)
+    disruptive = disruption_allowed(markexpr, config.getoption("allow_disruptive"))
+    try:
+        preflight.check_cluster(
+            cluster, preflight.required_permissions(suites, disruptive, config.getoption("sweep"))
+        )
+        caller = ""
+        if preflight.AWS_SUITES.intersection(suites) or config.getoption("sweep"):
+            caller = preflight.check_aws(
+                boto3.Session(region_name=cluster_config.cluster.region), None
+            )
+    except preflight.PreflightError as error:
+        pytest.exit(f"preflight failed: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
+    if config.getoption("sweep"):
+        older_than = config.getoption("sweep_older_than")
+        if older_than is None:
+            older_than = cluster_config.timeouts.sweep_after_s
+        report = runctx.sweep(cluster, older_than, keep_run=target.run_id)
+        pytest.exit(f"sweep done: {report.describe()}", returncode=pytest.ExitCode.OK)
+    facts = {
+        "target": target.kind,
+        "server": cluster.server,
+        "context": cluster.context,
+        "cluster": cluster_config.cluster.name,
+        "run_id": target.run_id,
+        "suites": suites,
+        "disruptive_allowed": disruptive,
+        "aws_caller": caller,
+    }
+    reports = Path(config.getoption("reports_dir"))
+    config.pluginmanager.register(SummaryWriter(reports / "summary.json", facts), "cg-summary")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    allowed = disruption_allowed(
+        config.getoption("markexpr") or "", config.getoption("allow_disruptive")
+    )
+    for item in items:
+        for profile, wider in INCLUDED_IN.items():
+            if item.get_closest_marker(profile):
+                for name in wider:
+                    item.add_marker(name)
+        if item.get_closest_marker("disruptive"):
+            item.add_marker(pytest.mark.xdist_group("disruptive"))
+            if not allowed:
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason="disruptive: select -m signoff/nightly or pass --allow-disruptive"
+                    )
+                )
+
+
+@pytest.fixture(scope="session")
+def cluster(pytestconfig: pytest.Config) -> Cluster:
+    return pytestconfig.stash[_CLUSTER]
+
+
+@pytest.fixture(scope="session")
+def cluster_config(pytestconfig: pytest.Config) -> ClusterConfig:
+    return pytestconfig.stash[_CONFIG]
+
+
+@pytest.fixture(scope="session")
+def aws(cluster_config: ClusterConfig) -> boto3.Session:
+    """A boto3 session from the standard credential chain, in the cluster's region."""
+    return boto3.Session(region_name=cluster_config.cluster.region)
+
+
+@pytest.fixture(scope="session")
+def run(
+    pytestconfig: pytest.Config, cluster: Cluster, cluster_config: ClusterConfig
+) -> Iterator[runctx.RunContext]:
+    """The run's context: id, a namespace of this worker's own, and the undo list."""
+    target = pytestconfig.stash[_TARGET]
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    namespace = f"{cluster_config.probe.namespace_prefix}-{target.run_id}-{worker}"
+    labels = runctx.run_labels(target.run_id)
+    runctx.create_namespace(cluster, namespace, labels)
+    context = runctx.RunContext(cluster, target.run_id, namespace, labels)
+    try:
+        yield context
+    finally:
+        failures = context.undo_all()
+        runctx.delete_namespace(cluster, namespace)
+        if failures:
+            pytest.fail("could not put back: " + "; ".join(failures), pytrace=False)
+
+
+@pytest.fixture
+def measure(request: pytest.FixtureRequest) -> Recorder:
+    """``measure(name, value, unit, **context)`` records a measurement with this check."""
+    return Recorder(request.node)
+
+
+@pytest.fixture(autouse=True)
+def _disruption_lease(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.node.get_closest_marker("disruptive") is None:
+        yield
+        return
+    cluster = request.getfixturevalue("cluster")
+    target = request.config.stash[_TARGET]
+    with disruption_lease(cluster, target.run_id):
+        yield
