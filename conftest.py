@@ -1,4 +1,4 @@
-"""Options, target selection and the fixtures every suite shares.
+"""Target selection and the fixtures every suite shares (options: clustergate/options.py).
 
 This file is the only place that chooses a target (DESIGN.md). ``--target twin`` starts the local
 twin through its command line, once per run on the process that owns the run (the xdist
@@ -32,43 +32,6 @@ from clustergate.selection import INCLUDED_IN, disruption_allowed, selected_suit
 
 ROOT = Path(__file__).parent
 TARGET_ENV = "CLUSTERGATE_TARGET"
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("clustergate")
-    group.addoption(
-        "--target",
-        choices=("twin", "live"),
-        help="default: live when --kubeconfig or --context is given, else the local twin",
-    )
-    group.addoption("--kubeconfig", help="kubeconfig of the live cluster (default $KUBECONFIG)")
-    group.addoption("--context", help="kubeconfig context of the live cluster")
-    group.addoption("--config", help="cluster config YAML: what the cluster is expected to be")
-    group.addoption(
-        "--allow-disruptive",
-        action="store_true",
-        help="run disruptive checks (drains, upgrades, scaling, weight changes)",
-    )
-    group.addoption(
-        "--sweep",
-        action="store_true",
-        help="delete what earlier runs left (namespaces, cordons, leases) and exit",
-    )
-    group.addoption(
-        "--sweep-older-than",
-        type=float,
-        metavar="SECONDS",
-        help="with --sweep: only what is older (default: timeouts.sweep_after_s)",
-    )
-    group.addoption("--twin-nodes", type=int, default=3, help="nodes of the local twin")
-    group.addoption(
-        "--twin-fault",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="start the twin with this fault (repeatable)",
-    )
-    group.addoption("--reports-dir", default=str(ROOT / "reports"), help="where results go")
 
 
 @dataclass(frozen=True)

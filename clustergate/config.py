@@ -125,17 +125,29 @@ class UpgradeSection(Strict):
     max_pending_s: Seconds = 120
 
 
+def _old_and_new(value: dict[str, str]) -> dict[str, str]:
+    if set(value) != {"old", "new"}:
+        raise ValueError(f"needs exactly the keys old and new, got {sorted(value)}")
+    return value
+
+
 class ElbDriver(Strict):
     kind: Literal["elbv2"]
     listener_arn: str
+    #: Target group ARN per cluster: {old: ..., new: ...}.
     target_groups: dict[str, str]
+
+    _groups = field_validator("target_groups")(_old_and_new)
 
 
 class Route53Driver(Strict):
     kind: Literal["route53"]
     hosted_zone_id: str
     record_name: str
+    #: SetIdentifier of the weighted record per cluster: {old: ..., new: ...}.
     set_identifiers: dict[str, str]
+
+    _ids = field_validator("set_identifiers")(_old_and_new)
 
 
 class CommandDriver(Strict):

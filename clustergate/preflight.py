@@ -62,6 +62,8 @@ NEEDS: dict[str, list[Permission]] = {
         *_perms("get", "configmaps"),
         *_perms("get list", "deployments", "apps"),
         *_perms("create delete", "deployments", "apps"),
+        *_perms("patch", "deployments", "apps", "scale"),
+        *_perms("list watch", "nodes"),
     ],
     "drain": [
         *_perms("list", "poddisruptionbudgets", "policy"),

@@ -20,6 +20,9 @@ def _parser() -> argparse.ArgumentParser:
     assume = kinds.add_parser("assume", help="AssumeRoleWithWebIdentity with the pod's token")
     assume.add_argument("--role-arn")
     assume.add_argument("--call", action="append", default=[], help="service:Operation:{json}")
+    web = kinds.add_parser("web-identity", help="env, token claims, own role, other roles")
+    web.add_argument("--try-role", action="append", default=[], help="a role to attempt")
+    web.add_argument("--call", action="append", default=[], help="service:Operation:{json}")
     kinds.add_parser("default-credentials", help="what the default credential chain yields")
     imds = kinds.add_parser("imds", help="reach the instance metadata service as a container")
     imds.add_argument("--timeout", type=float, default=2.0)
@@ -43,6 +46,8 @@ def run(argv: list[str]) -> dict[str, Any]:
         return identity.token()
     if args.kind == "assume":
         return identity.assume(args.role_arn, args.call)
+    if args.kind == "web-identity":
+        return identity.web_identity(args.try_role, args.call)
     if args.kind == "default-credentials":
         return identity.default_credentials()
     if args.kind == "imds":

@@ -6,6 +6,7 @@ ndots), so the probe sees what applications in the pod see.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -80,13 +81,20 @@ def resolve(names: list[str], count: int, timeout_s: float) -> dict[str, Any]:
     return {"ok": ok, "resolv_conf": conf, "names": results}
 
 
+#: Printed to stderr once the loop has its first answer, so a check can start disrupting.
+LOOP_STARTED = "dns-loop: first answer"
+
+
 def resolve_loop(name: str, duration_s: float, interval_s: float, timeout_s: float) -> dict:
     """Resolve ``name`` every ``interval_s`` for ``duration_s``; report the longest gap
-    between two successful answers (an outage as an application would feel it)."""
+    between two successful answers (an outage as an application would feel it), and when
+    (epoch seconds) the loop got its first answer and the longest gap ended."""
     resolver = _resolver(read_resolv_conf(), timeout_s)
     started = time.monotonic()
+    epoch_offset = time.time() - started
     last_success = started
-    longest_gap, queries, failures = 0.0, 0, 0
+    first_answer: float | None = None
+    longest_gap, gap_ended, queries, failures = 0.0, started, 0, 0
     while (now := time.monotonic()) - started < duration_s:
         queries += 1
         try:
@@ -95,14 +103,22 @@ def resolve_loop(name: str, duration_s: float, interval_s: float, timeout_s: flo
             failures += 1
         else:
             now = time.monotonic()
-            longest_gap = max(longest_gap, now - last_success)
+            if first_answer is None:
+                first_answer = now
+                print(LOOP_STARTED, file=sys.stderr, flush=True)
+            if now - last_success > longest_gap:
+                longest_gap, gap_ended = now - last_success, now
             last_success = now
         time.sleep(max(0.0, interval_s - (time.monotonic() - now)))
-    longest_gap = max(longest_gap, time.monotonic() - last_success)
+    if time.monotonic() - last_success > longest_gap:
+        longest_gap, gap_ended = time.monotonic() - last_success, time.monotonic()
     return {
         "ok": failures == 0,
         "name": name,
         "queries": queries,
         "failures": failures,
         "longest_gap_s": round(longest_gap, 3),
+        "longest_gap_ended_at": round(epoch_offset + gap_ended, 3),
+        "first_answer_at": None if first_answer is None else round(epoch_offset + first_answer, 3),
+        "ended_at": round(time.time(), 3),
     }

@@ -119,6 +119,24 @@ def assume(role_arn: str | None, calls: list[str]) -> dict[str, Any]:
     }
 
 
+def web_identity(try_roles: list[str], calls: list[str]) -> dict[str, Any]:
+    """Everything the IRSA checks ask of one pod: the injected env and token claims, the
+    pod's own role (from AWS_ROLE_ARN, with ``calls``), and an attempt at each of
+    ``try_roles`` with the pod's own token."""
+    seen = env()
+    claims = token()
+    return {
+        "ok": True,
+        "env": seen["env"],
+        "token_file_present": seen["token_file_present"],
+        "claims": claims.get("claims"),
+        "token_error": claims.get("error"),
+        "now": int(time.time()),
+        "assume": assume(None, calls),
+        "tried": [assume(role_arn, []) for role_arn in try_roles],
+    }
+
+
 def _call(spec: str, keys: dict[str, str]) -> dict[str, Any]:
     """``service:Operation:{"json":"params"}`` made with the assumed credentials."""
     service, operation, params = ([*spec.split(":", 2), "{}"])[:3]

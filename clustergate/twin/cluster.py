@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import secrets
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,6 +23,8 @@ from typing import Any
 from clustergate.twin import manifests, outputs
 from clustergate.twin.addons import AddonRegistry
 from clustergate.twin.apiserver import ApiServer
+from clustergate.twin.apiserver.auth import PolicyRule
+from clustergate.twin.autoscaler import register_autoscaler_addon
 from clustergate.twin.aws import AwsSide
 from clustergate.twin.cloud import InstanceSpec, NodeLauncher
 from clustergate.twin.controllers import ControllerManager
@@ -35,6 +38,7 @@ from clustergate.twin.traffic import TrafficSide
 
 log = logging.getLogger("clustergate.twin")
 PROBE_IMAGE = "ghcr.io/clustergate/clustergate-probe:0.1.0"
+VIEWER_RULE = PolicyRule(verbs=("get", "list", "watch"), api_groups=("*",), resources=("*",))
 
 
 class Twin:
@@ -68,14 +72,20 @@ class Twin:
         await self.api.start()
         self._stops.append(self.api.stop)
         kubeconfig = state / "kubeconfig"
+        viewer = secrets.token_urlsafe(24)
+        self.api.add_token(viewer, outputs.VIEWER_CONTEXT, [], [VIEWER_RULE])
         outputs.write_kubeconfig(
-            kubeconfig, self.api.url, self.api.ca_pem_path, self.api.admin_token
+            kubeconfig,
+            self.api.url,
+            self.api.ca_pem_path,
+            {outputs.CONTEXT: self.api.admin_token, outputs.VIEWER_CONTEXT: viewer},
         )
 
         controllers = ControllerManager(self.settings, self.client)
         await controllers.start()
         self._stops.append(controllers.stop)
         register_dns_addons(self.addons, self.settings, self.netmap, self.client)
+        register_autoscaler_addon(self.addons, self.settings, self.netmap, self.client)
 
         await self.aws.start()
         self._stops.append(self.aws.stop)
@@ -100,9 +110,9 @@ class Twin:
             "probe_image": PROBE_IMAGE,
             "irsa_mappings": [
                 (mapping.namespace, mapping.service_account, mapping.role_arn)
-                for mapping in facts.irsa_mappings
+                for mapping in facts.irsa
             ],
-            "cutover": traffic_facts.cutover_config(),
+            "cutover": outputs.cutover_section(traffic_facts),
         }
         outputs.write_aws_env(state / "aws-env.json", environment)
         outputs.write_cluster_config(
@@ -127,9 +137,9 @@ class Twin:
             *manifests.dns_services(self.settings),
             *manifests.coredns(),
             *manifests.nodelocal(self.settings),
-            *manifests.cluster_autoscaler(self.settings, facts.autoscaler_role_arn),
+            *manifests.cluster_autoscaler(self.settings),
             *manifests.irsa_service_accounts(
-                [(m.namespace, m.service_account, m.role_arn) for m in facts.irsa_mappings]
+                [(m.namespace, m.service_account, m.role_arn) for m in facts.irsa]
             ),
         ]
         for resource, body in objects:

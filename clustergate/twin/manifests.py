@@ -111,17 +111,14 @@ def nodelocal(settings: TwinSettings) -> list[tuple[str, Obj]]:
     return [("apps/v1/daemonsets", daemonset)]
 
 
-def cluster_autoscaler(settings: TwinSettings, role_arn: str) -> list[tuple[str, Obj]]:
+def cluster_autoscaler(settings: TwinSettings) -> list[tuple[str, Obj]]:
     labels = {"app": "cluster-autoscaler"}
     name = settings.network.cluster_name
     timings = settings.timings
     service_account = {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": {
-            **_meta("cluster-autoscaler", labels),
-            "annotations": {"eks.amazonaws.com/role-arn": role_arn},
-        },
+        "metadata": _meta("cluster-autoscaler", labels),
     }
     container = {
         "name": "cluster-autoscaler",

@@ -1,7 +1,7 @@
 """The files a running twin leaves in its state directory for the suites and for people.
 
-- ``kubeconfig``: context ``clustergate-twin``, the API server URL, its CA and a token, so
-  ``kubectl --kubeconfig DIR/kubeconfig get nodes`` works.
+- ``kubeconfig``: context ``clustergate-twin`` (the default, cluster-admin) and a read-only
+  ``clustergate-twin-viewer``, so ``kubectl --kubeconfig DIR/kubeconfig get nodes`` works.
 - ``aws-env.json``: the standard AWS variables (AWS_ENDPOINT_URL and dummy keys) that point
   boto3 and the AWS CLI at the twin's AWS endpoint.
 - ``cluster.yaml``: the cluster config a live run would be given, describing this twin.
@@ -18,18 +18,21 @@ import yaml
 from clustergate.twin.settings import TwinSettings
 
 CONTEXT = "clustergate-twin"
+VIEWER_CONTEXT = "clustergate-twin-viewer"
 
 
-def write_kubeconfig(path: Path, server: str, ca_pem_path: str, token: str) -> None:
+def write_kubeconfig(path: Path, server: str, ca_pem_path: str, tokens: dict[str, str]) -> None:
+    """One context per identity: ``clustergate-twin`` (cluster-admin) and, for tests of the
+    preflight, ``clustergate-twin-viewer`` (get/list/watch only)."""
     kubeconfig = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
             {"name": CONTEXT, "cluster": {"server": server, "certificate-authority": ca_pem_path}}
         ],
-        "users": [{"name": "clustergate-admin", "user": {"token": token}}],
+        "users": [{"name": name, "user": {"token": token}} for name, token in tokens.items()],
         "contexts": [
-            {"name": CONTEXT, "context": {"cluster": CONTEXT, "user": "clustergate-admin"}}
+            {"name": name, "context": {"cluster": CONTEXT, "user": name}} for name in tokens
         ],
         "current-context": CONTEXT,
     }
@@ -79,7 +82,7 @@ def cluster_config(settings: TwinSettings, facts: dict[str, Any]) -> dict[str, A
             "mode": settings.network.proxy_mode,
             "queries_per_name": 10,
             "external_names": ["sts.us-west-2.amazonaws.com"],
-            "slo": {"p50_ms": 20, "p99_ms": 150},
+            "slo": {"p50_ms": 50, "p99_ms": 500},
             "restart_gap_max_s": 2.0,
         },
         "node_groups": [{"name": group.name} for group in settings.node_groups],
@@ -101,6 +104,23 @@ def cluster_config(settings: TwinSettings, facts: dict[str, Any]) -> dict[str, A
     if "cutover" in facts:
         config["cutover"] = facts["cutover"]
     return config
+
+
+def cutover_section(traffic: Any) -> dict[str, Any]:
+    """The cutover the twin's edge offers: ELBv2 weights, short steps for a laptop."""
+    step = {"users": 8, "spawn_rate": 8, "max_duration_s": 20, "min_requests": 300}
+    return {
+        "endpoint": traffic.edge_url,
+        "path": "/",
+        "backend_header": "X-Served-By",
+        "driver": {
+            "kind": "elbv2",
+            "listener_arn": traffic.listener_arn,
+            "target_groups": dict(traffic.target_groups),
+        },
+        "steps": [{"weight": weight, **step} for weight in (10, 25, 50, 100)],
+        "tolerance": 0.05,
+    }
 
 
 def write_cluster_config(path: Path, config: dict[str, Any]) -> None:

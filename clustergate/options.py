@@ -1,0 +1,51 @@
+"""The command-line options of a clustergate run.
+
+A plugin (loaded by ``-p clustergate.options`` in pytest.ini) rather than part of conftest.py:
+pytest reads options before it finds conftest files, and a value such as
+``--kubeconfig ~/.kube/config`` would otherwise be taken for a test path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("clustergate")
+    group.addoption(
+        "--target",
+        choices=("twin", "live"),
+        help="default: live when --kubeconfig or --context is given, else the local twin",
+    )
+    group.addoption("--kubeconfig", help="kubeconfig of the live cluster (default $KUBECONFIG)")
+    group.addoption("--context", help="kubeconfig context of the live cluster")
+    group.addoption("--config", help="cluster config YAML: what the cluster is expected to be")
+    group.addoption(
+        "--allow-disruptive",
+        action="store_true",
+        help="run disruptive checks (drains, upgrades, scaling, weight changes)",
+    )
+    group.addoption(
+        "--sweep",
+        action="store_true",
+        help="delete what earlier runs left (namespaces, cordons, leases) and exit",
+    )
+    group.addoption(
+        "--sweep-older-than",
+        type=float,
+        metavar="SECONDS",
+        help="with --sweep: only what is older (default: timeouts.sweep_after_s)",
+    )
+    group.addoption("--twin-nodes", type=int, default=3, help="nodes of the local twin")
+    group.addoption(
+        "--twin-fault",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="start the twin with this fault (repeatable)",
+    )
+    group.addoption("--reports-dir", default=str(ROOT / "reports"), help="where results go")

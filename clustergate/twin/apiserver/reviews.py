@@ -1,0 +1,124 @@
+"""authorization.k8s.io self-reviews and authentication.k8s.io TokenReview."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clustergate.twin.apiserver import errors
+from clustergate.twin.apiserver.auth import (
+    ADMIN_RULES,
+    Attributes,
+    Identity,
+    authorize,
+    denial,
+)
+
+Obj = dict[str, Any]
+
+
+def _body(body: Any) -> Obj:
+    if not isinstance(body, dict):
+        raise errors.bad_request("the body of the request must be a JSON object")
+    return body
+
+
+def self_subject_access_review(identity: Identity, body: Any) -> Obj:
+    review = _body(body)
+    spec = review.get("spec") or {}
+    resource = spec.get("resourceAttributes")
+    non_resource = spec.get("nonResourceAttributes")
+    if resource:
+        attrs = Attributes(
+            verb=resource.get("verb", ""),
+            group=resource.get("group", ""),
+            resource=resource.get("resource", ""),
+            subresource=resource.get("subresource", ""),
+            namespace=resource.get("namespace", ""),
+            name=resource.get("name", ""),
+        )
+    elif non_resource:
+        attrs = Attributes(verb=non_resource.get("verb", ""), path=non_resource.get("path", ""))
+    else:
+        raise errors.ApiError(
+            422,
+            "Invalid",
+            'SelfSubjectAccessReview.authorization.k8s.io "" is invalid: spec.resourceAttributes: '
+            'Invalid value: "null": exactly one of nonResourceAttributes or resourceAttributes '
+            "must be specified",
+        )
+    allowed = authorize(identity, attrs)
+    status: Obj = {"allowed": allowed}
+    if allowed and identity.is_admin:
+        status["reason"] = (
+            'RBAC: allowed by ClusterRoleBinding "cluster-admin" of ClusterRole "cluster-admin" '
+            'to Group "system:masters"'
+        )
+    elif not allowed:
+        status["reason"] = denial(identity, attrs)
+    return {
+        "kind": "SelfSubjectAccessReview",
+        "apiVersion": "authorization.k8s.io/v1",
+        "metadata": {"creationTimestamp": None},
+        "spec": spec,
+        "status": status,
+    }
+
+
+def self_subject_rules_review(identity: Identity, body: Any) -> Obj:
+    review = _body(body)
+    namespace = (review.get("spec") or {}).get("namespace", "")
+    rules = ADMIN_RULES if identity.is_admin else identity.rules
+    resource_rules = [
+        rule.as_resource_rule()
+        for rule in rules
+        if rule.resources and (not rule.namespaces or namespace in rule.namespaces)
+    ]
+    resource_rules.append(
+        {
+            "verbs": ["create"],
+            "apiGroups": ["authorization.k8s.io"],
+            "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+        }
+    )
+    non_resource_rules = [
+        {"verbs": list(rule.verbs), "nonResourceURLs": list(rule.non_resource_urls)}
+        for rule in rules
+        if rule.non_resource_urls
+    ]
+    if identity.is_admin:
+        non_resource_rules.append({"verbs": ["*"], "nonResourceURLs": ["*"]})
+    non_resource_rules.append(
+        {
+            "verbs": ["get"],
+            "nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/version"],
+        }
+    )
+    return {
+        "kind": "SelfSubjectRulesReview",
+        "apiVersion": "authorization.k8s.io/v1",
+        "metadata": {"creationTimestamp": None},
+        "spec": review.get("spec") or {},
+        "status": {
+            "resourceRules": resource_rules,
+            "nonResourceRules": non_resource_rules,
+            "incomplete": False,
+        },
+    }
+
+
+def token_review(identity: Identity | None, body: Any) -> Obj:
+    """``identity`` is what the reviewed token authenticates as, or None."""
+    review = _body(body)
+    status: Obj = {"authenticated": identity is not None}
+    if identity is not None:
+        status["user"] = {"username": identity.user, "groups": list(identity.groups)}
+        status["audiences"] = (review.get("spec") or {}).get("audiences") or []
+    else:
+        status["error"] = "invalid bearer token"
+    return {
+        "kind": "TokenReview",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"creationTimestamp": None},
+        "spec": review.get("spec") or {},
+        "status": status,
+    }

@@ -1,0 +1,141 @@
+"""kube-scheduler: binds pending pods to nodes through the pods/binding subresource."""
+
+from __future__ import annotations
+
+import logging
+
+from clustergate.twin.controllers.base import Controller, SharedInformers
+from clustergate.twin.controllers.events import EventRecorder
+from clustergate.twin.controllers.objects import (
+    Obj,
+    condition,
+    is_terminating,
+    pod_finished,
+    set_condition,
+)
+from clustergate.twin.controllers.scheduling import NodeState, schedule
+from clustergate.twin.kubeclient import ApiError, KubeClient, object_key, resource_path
+from clustergate.twin.settings import TwinSettings
+
+log = logging.getLogger(__name__)
+
+SCHEDULER_NAME = "default-scheduler"
+#: How often pods that did not fit are tried again even when nothing seems to have changed.
+_RETRY_UNSCHEDULABLE = 5.0
+
+
+class Scheduler(Controller):
+    name = "scheduler"
+
+    def __init__(self, settings: TwinSettings, client: KubeClient, informers: SharedInformers):
+        super().__init__(settings, client, informers)
+        self.pods = informers.get("/api/v1/pods")
+        self.nodes = informers.get("/api/v1/nodes")
+        self.events = EventRecorder(client, SCHEDULER_NAME)
+        #: pod key -> node name, between a successful binding and the watch showing it.
+        self._assumed: dict[str, str] = {}
+        self._unschedulable: set[str] = set()
+        self.pods.add_handler(self._on_pod)
+        self.nodes.add_handler(self._on_node)
+
+    def keys(self) -> list[str]:
+        return sorted(self._unschedulable)
+
+    def _on_pod(self, kind: str, pod: Obj, old: Obj | None) -> None:
+        key = object_key(pod)
+        if kind == "DELETED" or pod["spec"].get("nodeName"):
+            self._assumed.pop(key, None)
+            self._unschedulable.discard(key)
+            if kind == "DELETED" or (old is not None and not pod_finished(old)):
+                self._retry_unschedulable()
+            return
+        if self._wants(pod):
+            self.queue.add(key)
+
+    def _on_node(self, kind: str, node: Obj, old: Obj | None) -> None:
+        changed = old is None or old.get("spec") != node.get("spec")
+        if kind == "ADDED" or changed or condition(old, "Ready") != condition(node, "Ready"):
+            self._retry_unschedulable()
+
+    def _retry_unschedulable(self) -> None:
+        for key in self._unschedulable:
+            self.queue.add(key)
+
+    @staticmethod
+    def _wants(pod: Obj) -> bool:
+        spec = pod.get("spec", {})
+        return (
+            not spec.get("nodeName")
+            and spec.get("schedulerName", SCHEDULER_NAME) == SCHEDULER_NAME
+            and not is_terminating(pod)
+            and not pod_finished(pod)
+        )
+
+    def _node_states(self) -> list[NodeState]:
+        states = {
+            node["metadata"]["name"]: NodeState(node)
+            for node in self.nodes.list()
+            if not is_terminating(node)
+        }
+        for pod in self.pods.list():
+            node_name = pod["spec"].get("nodeName") or self._assumed.get(object_key(pod))
+            if node_name in states and not pod_finished(pod):
+                states[node_name].pods.append(pod)
+        return sorted(states.values(), key=lambda state: state.name)
+
+    async def reconcile(self, key: str) -> None:
+        pod = self.pods.get(key)
+        if pod is None or not self._wants(pod) or key in self._assumed:
+            self._unschedulable.discard(key)
+            return
+        decision = schedule(pod, self._node_states())
+        if decision.node is None:
+            self._unschedulable.add(key)
+            self.queue.add_after(key, _RETRY_UNSCHEDULABLE)
+            await self._mark_unschedulable(pod, decision.message)
+            return
+        await self._bind(pod, decision.node)
+
+    async def _bind(self, pod: Obj, node_name: str) -> None:
+        meta = pod["metadata"]
+        path = resource_path("v1", "pods", meta["namespace"], meta["name"])
+        binding = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node_name},
+        }
+        try:
+            await self.client.post_subresource(path, "binding", binding)
+        except ApiError as error:
+            if error.status in (404, 409):
+                return  # deleted meanwhile, or bound by someone else: the watch will say
+            raise
+        self._assumed[object_key(pod)] = node_name
+        self._unschedulable.discard(object_key(pod))
+        await self.events.record(
+            pod,
+            "Normal",
+            "Scheduled",
+            f"Successfully assigned {meta['namespace']}/{meta['name']} to {node_name}",
+        )
+
+    async def _mark_unschedulable(self, pod: Obj, message: str) -> None:
+        current = condition(pod, "PodScheduled")
+        if not (current and current.get("status") == "False" and current.get("message") == message):
+            conditions = set_condition(
+                list(pod.get("status", {}).get("conditions") or []),
+                "PodScheduled",
+                "False",
+                "Unschedulable",
+                message,
+                lastProbeTime=None,
+            )
+            meta = pod["metadata"]
+            path = resource_path("v1", "pods", meta["namespace"], meta["name"])
+            try:
+                await self.client.patch_status(path, {"status": {"conditions": conditions}})
+            except ApiError as error:
+                if error.status != 404:
+                    raise
+        await self.events.record(pod, "Warning", "FailedScheduling", message)

@@ -1,0 +1,22 @@
+"""What the DNS checks share: the kube-dns address and the nodes that must run a cache."""
+
+from __future__ import annotations
+
+import pytest
+
+from clustergate import dnscheck
+from clustergate.kube import Cluster
+
+
+@pytest.fixture(scope="session")
+def kube_dns_ip(cluster: Cluster) -> str:
+    service = cluster.core().read_namespaced_service(dnscheck.KUBE_DNS, dnscheck.NAMESPACE)
+    return str(service.spec.cluster_ip)
+
+
+@pytest.fixture(scope="module")
+def cache_nodes(cluster: Cluster) -> list[dnscheck.NodePlace]:
+    places = dnscheck.cache_nodes(cluster.core().list_node().items)
+    if not places:
+        pytest.fail("no Ready, uncordoned, non-Fargate node: nothing to check", pytrace=False)
+    return places

@@ -1,0 +1,30 @@
+"""A check used by tests/test_run_safety.py: it creates labelled objects and a cordon, then
+waits to be interrupted. Collected only when named explicitly (python_files=check_*.py)."""
+
+from __future__ import annotations
+
+from kubernetes import client
+
+from clustergate.runctx import CORDONED_BY
+from clustergate.wait import poll_until
+
+
+def test_holds_objects_until_interrupted(cluster, run) -> None:
+    core = cluster.core()
+    core.create_namespaced_config_map(
+        run.namespace, client.V1ConfigMap(metadata=run.metadata("held"), data={"a": "b"})
+    )
+    node = core.list_node().items[0].metadata.name
+    core.patch_node(
+        node,
+        {"spec": {"unschedulable": True}, "metadata": {"annotations": {CORDONED_BY: run.run_id}}},
+    )
+    run.on_teardown(
+        f"uncordon {node}",
+        lambda: core.patch_node(
+            node,
+            {"spec": {"unschedulable": None}, "metadata": {"annotations": {CORDONED_BY: None}}},
+        ),
+    )
+    print("HOLDING", flush=True)
+    poll_until(lambda: False, bool, what="an interrupt", timeout_s=120, interval_s=0.5)

@@ -1,0 +1,868 @@
+"""The twin's API server against the official kubernetes client: CRUD, errors, selectors,
+paging, watch, patches, subresources, deletion semantics, tokens, admission and authorization.
+
+The server runs in a background thread with its own event loop, as it runs in the twin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import kubernetes
+import pytest
+import urllib3
+from kubernetes import client, watch
+
+from clustergate.twin.apiserver import ApiServer, PolicyRule
+from clustergate.twin.kubelet_hub import KubeletHub
+from clustergate.twin.netmap import Netmap
+from clustergate.twin.settings import TwinSettings
+
+
+class RunningServer:
+    """An ApiServer on its own event loop in a daemon thread."""
+
+    def __init__(self, state_dir: Path, **options: Any) -> None:
+        faults = options.pop("faults", frozenset())
+        self.settings = TwinSettings(state_dir=str(state_dir), faults=frozenset(faults))
+        self.netmap = Netmap()
+        self.kubelets = KubeletHub()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = ApiServer(self.settings, self.netmap, self.kubelets, **options)
+        self.call(self.server.start())
+
+    def call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    def api(self, token: str | None = None) -> client.ApiClient:
+        config = client.Configuration()
+        config.host = self.server.url
+        config.ssl_ca_cert = self.server.ca_pem_path
+        config.api_key = {"authorization": f"Bearer {token or self.server.admin_token}"}
+        return client.ApiClient(config)
+
+    def close(self) -> None:
+        self.call(self.server.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = RunningServer(tmp_path_factory.mktemp("apiserver"), bookmark_interval=0.3)
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def core(twin: RunningServer) -> client.CoreV1Api:
+    return client.CoreV1Api(twin.api())
+
+
+@pytest.fixture
+def ns(core: client.CoreV1Api, request: pytest.FixtureRequest) -> str:
+    name = request.node.name.replace("_", "-").lower()[:50]
+    core.create_namespace({"metadata": {"name": name}})
+    return name
+
+
+def error_of(call: Callable[[], Any]) -> tuple[int, dict[str, Any]]:
+    with pytest.raises(client.ApiException) as caught:
+        call()
+    return caught.value.status, json.loads(caught.value.body)
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        seen = probe()
+        if seen:
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last saw {seen!r}")
+
+
+def pod_body(name: str, node: str = "", labels: dict[str, str] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"containers": [{"name": "main", "image": "busybox:1.36"}]}
+    if node:
+        spec["nodeName"] = node
+    return {"metadata": {"name": name, "labels": labels or {}}, "spec": spec}
+
+
+# ---- CRUD, metadata and errors
+
+
+def test_create_get_update_and_stale_update_conflict(core: client.CoreV1Api, ns: str) -> None:
+    created = core.create_namespaced_config_map(
+        ns, {"metadata": {"name": "cm"}, "data": {"a": "1"}}
+    )
+    assert created.metadata.uid
+    assert created.metadata.creation_timestamp is not None
+    first_version = created.metadata.resource_version
+    created.data = {"a": "2"}
+    updated = core.replace_namespaced_config_map("cm", ns, created)
+    assert int(updated.metadata.resource_version) > int(first_version)
+    assert updated.metadata.uid == created.metadata.uid
+
+    created.metadata.resource_version = first_version
+    created.data = {"a": "3"}
+    status, body = error_of(lambda: core.replace_namespaced_config_map("cm", ns, created))
+    assert status == 409
+    assert body == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'Operation cannot be fulfilled on configmaps "cm": the object has been '
+        "modified; please apply your changes to the latest version and try again",
+        "reason": "Conflict",
+        "details": {"name": "cm", "kind": "configmaps"},
+        "code": 409,
+    }
+    assert core.read_namespaced_config_map("cm", ns).data == {"a": "2"}
+
+
+def test_not_found_already_exists_and_invalid_bodies(twin: RunningServer, ns: str) -> None:
+    apps = client.AppsV1Api(twin.api())
+    core = client.CoreV1Api(twin.api())
+    status, body = error_of(lambda: apps.read_namespaced_deployment("missing", ns))
+    assert status == 404
+    assert body["reason"] == "NotFound"
+    assert body["message"] == 'deployments.apps "missing" not found'
+    assert body["details"] == {"name": "missing", "group": "apps", "kind": "deployments"}
+
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "dup"}})
+    status, body = error_of(
+        lambda: core.create_namespaced_config_map(ns, {"metadata": {"name": "dup"}})
+    )
+    assert (status, body["reason"], body["message"]) == (
+        409,
+        "AlreadyExists",
+        'configmaps "dup" already exists',
+    )
+
+    status, body = error_of(
+        lambda: core.create_namespaced_pod(
+            ns, {"metadata": {"name": "empty"}, "spec": {"containers": []}}
+        )
+    )
+    assert status == 422
+    assert body["reason"] == "Invalid"
+    assert body["message"] == 'Pod "empty" is invalid: spec.containers: Required value'
+    assert body["details"]["causes"] == [
+        {"reason": "FieldValueRequired", "message": "Required value", "field": "spec.containers"}
+    ]
+    status, body = error_of(
+        lambda: core.create_namespaced_config_map(ns, {"metadata": {"name": "Bad_Name"}})
+    )
+    assert status == 422
+    assert body["details"]["causes"][0]["field"] == "metadata.name"
+
+    status, body = error_of(
+        lambda: core.create_namespaced_config_map("no-such-ns", {"metadata": {"name": "x"}})
+    )
+    assert (status, body["message"]) == (404, 'namespaces "no-such-ns" not found')
+
+
+def test_generate_name_and_pod_defaults(core: client.CoreV1Api, ns: str) -> None:
+    body = {
+        "metadata": {"generateName": "web-"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "nginx:1.27",
+                    "resources": {"limits": {"cpu": "100m", "memory": "64Mi"}},
+                }
+            ]
+        },
+    }
+    pod = core.create_namespaced_pod(ns, body)
+    assert pod.metadata.name.startswith("web-")
+    assert len(pod.metadata.name) == len("web-") + 5
+    assert pod.spec.restart_policy == "Always"
+    assert pod.spec.dns_policy == "ClusterFirst"
+    assert pod.spec.termination_grace_period_seconds == 30
+    assert pod.spec.scheduler_name == "default-scheduler"
+    assert pod.spec.service_account_name == "default"
+    assert pod.status.phase == "Pending"
+    assert pod.status.qos_class == "Guaranteed"
+    assert pod.spec.containers[0].resources.requests == {"cpu": "100m", "memory": "64Mi"}
+    assert pod.spec.containers[0].image_pull_policy == "IfNotPresent"
+
+
+def test_service_cluster_ip_allocation(
+    twin: RunningServer, core: client.CoreV1Api, ns: str
+) -> None:
+    spec = {"ports": [{"port": 80, "targetPort": 8080}], "selector": {"app": "x"}}
+    first = core.create_namespaced_service(ns, {"metadata": {"name": "one"}, "spec": spec})
+    second = core.create_namespaced_service(ns, {"metadata": {"name": "two"}, "spec": spec})
+    assert first.spec.cluster_ip != second.spec.cluster_ip
+    assert first.spec.cluster_ip.startswith("10.100.")
+    assert first.spec.ports[0].protocol == "TCP"
+    dns_ip = twin.settings.network.kube_dns_ip
+    dns = core.create_namespaced_service(
+        ns, {"metadata": {"name": "kube-dns"}, "spec": {**spec, "clusterIP": dns_ip}}
+    )
+    assert dns.spec.cluster_ips == [dns_ip]
+    status, body = error_of(
+        lambda: core.create_namespaced_service(
+            ns, {"metadata": {"name": "clash"}, "spec": {**spec, "clusterIP": dns_ip}}
+        )
+    )
+    assert status == 422
+    assert "provided IP is already allocated" in body["message"]
+    assert core.read_namespaced_service("kubernetes", "default").spec.cluster_ip == "10.100.0.1"
+
+
+# ---- selectors and paging
+
+
+def test_label_and_field_selectors(core: client.CoreV1Api, ns: str) -> None:
+    core.create_namespaced_pod(ns, pod_body("a", "node-1", {"tier": "web", "env": "prod"}))
+    core.create_namespaced_pod(ns, pod_body("b", "node-2", {"tier": "db", "env": "prod"}))
+    core.create_namespaced_pod(ns, pod_body("c", "", {"tier": "web"}))
+
+    def names(**selectors: str) -> list[str]:
+        return [p.metadata.name for p in core.list_namespaced_pod(ns, **selectors).items]
+
+    assert names(label_selector="tier=web") == ["a", "c"]
+    assert names(label_selector="tier==web,env=prod") == ["a"]
+    assert names(label_selector="tier!=web") == ["b"]
+    assert names(label_selector="tier in (db, web),env") == ["a", "b"]
+    assert names(label_selector="tier notin (web)") == ["b"]
+    assert names(label_selector="!env") == ["c"]
+    assert names(field_selector="spec.nodeName=node-2") == ["b"]
+    assert names(field_selector="spec.nodeName=") == ["c"]
+    assert names(field_selector="metadata.name!=a,status.phase=Pending") == ["b", "c"]
+    status, body = error_of(lambda: core.list_namespaced_pod(ns, field_selector="spec.bogus=1"))
+    assert status == 400
+    assert body["message"] == 'field label not supported: "spec.bogus"'
+    across = core.list_pod_for_all_namespaces(field_selector=f"metadata.namespace={ns}")
+    assert len(across.items) == 3
+
+
+def test_limit_and_continue_paging(core: client.CoreV1Api, ns: str) -> None:
+    for index in range(25):
+        core.create_namespaced_config_map(ns, {"metadata": {"name": f"cm-{index:02d}"}})
+    seen: list[str] = []
+    token = None
+    pages = 0
+    while True:
+        page = core.list_namespaced_config_map(ns, limit=10, _continue=token)
+        pages += 1
+        seen += [item.metadata.name for item in page.items]
+        token = page.metadata._continue
+        if not token:
+            break
+    assert pages == 3
+    assert seen == [f"cm-{index:02d}" for index in range(25)]
+
+
+# ---- watch
+
+
+def test_watch_events_resume_and_bookmarks(core: client.CoreV1Api, ns: str) -> None:
+    start = core.list_namespaced_config_map(ns).metadata.resource_version
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "w", "labels": {"k": "v"}}})
+    core.patch_namespaced_config_map("w", ns, {"data": {"x": "1"}})
+    core.delete_namespaced_config_map("w", ns)
+    stream = watch.Watch().stream(
+        core.list_namespaced_config_map,
+        ns,
+        resource_version=start,
+        timeout_seconds=2,
+        allow_watch_bookmarks=True,
+        _preload_content=False,
+    )
+    events = [(event["type"], event["raw_object"]["metadata"].get("name")) for event in stream]
+    assert events[:3] == [("ADDED", "w"), ("MODIFIED", "w"), ("DELETED", "w")]
+    assert ("BOOKMARK", None) in events[3:]
+
+
+def test_watch_selector_transitions(core: client.CoreV1Api, ns: str) -> None:
+    start = core.list_namespaced_config_map(ns).metadata.resource_version
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "s"}})
+    core.patch_namespaced_config_map("s", ns, {"metadata": {"labels": {"pick": "me"}}})
+    core.patch_namespaced_config_map("s", ns, {"metadata": {"labels": {"pick": None}}})
+    stream = watch.Watch().stream(
+        core.list_namespaced_config_map,
+        ns,
+        label_selector="pick=me",
+        resource_version=start,
+        timeout_seconds=1,
+    )
+    assert [event["type"] for event in stream] == ["ADDED", "DELETED"]
+
+
+def test_watch_too_old_resource_version_is_gone(tmp_path: Path) -> None:
+    small = RunningServer(tmp_path, watch_history=5)
+    try:
+        core = client.CoreV1Api(small.api())
+        start = core.list_namespaced_config_map("default").metadata.resource_version
+        for index in range(10):
+            core.create_namespaced_config_map("default", {"metadata": {"name": f"c{index}"}})
+        response = core.list_namespaced_config_map(
+            "default", watch=True, resource_version=start, _preload_content=False
+        )
+        lines = [json.loads(line) for line in response.read().splitlines()]
+        assert lines[0]["type"] == "ERROR"
+        assert lines[0]["object"]["code"] == 410
+        assert lines[0]["object"]["reason"] == "Expired"
+        assert lines[0]["object"]["message"].startswith(f"too old resource version: {start}")
+        with pytest.raises(client.ApiException) as caught:
+            for _ in watch.Watch().stream(
+                core.list_namespaced_config_map, "default", resource_version=start
+            ):
+                pass
+        assert caught.value.status == 410
+    finally:
+        small.close()
+
+
+# ---- patches, status, scale, generation
+
+
+def test_merge_strategic_and_json_patches(twin: RunningServer, ns: str) -> None:
+    apps = client.AppsV1Api(twin.api())
+    containers = [{"name": "app", "image": "app:1"}, {"name": "side", "image": "side:1"}]
+    apps.create_namespaced_deployment(
+        ns,
+        {
+            "metadata": {"name": "d", "labels": {"keep": "1"}},
+            "spec": {
+                "selector": {"matchLabels": {"app": "d"}},
+                "template": {
+                    "metadata": {"labels": {"app": "d"}},
+                    "spec": {"containers": containers},
+                },
+            },
+        },
+    )
+    patched = apps.patch_namespaced_deployment(
+        "d",
+        ns,
+        {"spec": {"template": {"spec": {"containers": [{"name": "side", "image": "side:2"}]}}}},
+    )
+    assert [(c.name, c.image) for c in patched.spec.template.spec.containers] == [
+        ("app", "app:1"),
+        ("side", "side:2"),
+    ]
+    assert patched.metadata.generation == 2
+    relabelled = apps.patch_namespaced_deployment("d", ns, {"metadata": {"labels": {"new": "x"}}})
+    assert relabelled.metadata.labels == {"keep": "1", "new": "x"}
+    assert relabelled.metadata.generation == 2
+
+    merged = apps.patch_namespaced_deployment(
+        "d",
+        ns,
+        {"spec": {"template": {"spec": {"containers": [{"name": "only", "image": "o:1"}]}}}},
+        _content_type="application/merge-patch+json",
+    )
+    assert [c.name for c in merged.spec.template.spec.containers] == ["only"]
+    replaced = apps.patch_namespaced_deployment(
+        "d", ns, [{"op": "replace", "path": "/spec/replicas", "value": 4}]
+    )
+    assert replaced.spec.replicas == 4
+    status, body = error_of(
+        lambda: apps.patch_namespaced_deployment(
+            "d", ns, [{"op": "test", "path": "/spec/replicas", "value": 5}]
+        )
+    )
+    assert (status, body["reason"]) == (422, "Invalid")
+
+
+def test_node_taints_and_status_conditions_merge_by_key(core: client.CoreV1Api) -> None:
+    core.create_node(
+        {
+            "metadata": {"name": "patch-node"},
+            "spec": {"taints": [{"key": "a", "effect": "NoSchedule"}]},
+            "status": {"conditions": [{"type": "Ready", "status": "False"}]},
+        }
+    )
+    core.patch_node("patch-node", {"spec": {"taints": [{"key": "b", "effect": "NoExecute"}]}})
+    core.patch_node_status(
+        "patch-node",
+        {
+            "status": {
+                "conditions": [
+                    {"type": "Ready", "status": "True"},
+                    {"type": "MemoryPressure", "status": "False"},
+                ]
+            }
+        },
+    )
+    node = core.read_node("patch-node")
+    assert [t.key for t in node.spec.taints] == ["a", "b"]
+    assert [(c.type, c.status) for c in node.status.conditions] == [
+        ("Ready", "True"),
+        ("MemoryPressure", "False"),
+    ]
+    core.delete_node("patch-node")
+
+
+def test_status_subresource_isolation_and_scale(twin: RunningServer, ns: str) -> None:
+    apps = client.AppsV1Api(twin.api())
+    apps.create_namespaced_deployment(
+        ns,
+        {
+            "metadata": {"name": "s"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "s"}},
+                "template": {
+                    "metadata": {"labels": {"app": "s"}},
+                    "spec": {"containers": [{"name": "c", "image": "c:1"}]},
+                },
+            },
+        },
+    )
+    status_patch = {"status": {"replicas": 2, "observedGeneration": 1}, "spec": {"replicas": 9}}
+    after = apps.patch_namespaced_deployment_status("s", ns, status_patch)
+    assert (after.spec.replicas, after.status.replicas) == (2, 2)
+    main_patch = {"status": {"replicas": 7}}
+    after = apps.patch_namespaced_deployment("s", ns, main_patch)
+    assert after.status.replicas == 2
+    assert after.spec.strategy.rolling_update.max_surge == "25%"
+    assert after.spec.revision_history_limit == 10
+    assert after.spec.progress_deadline_seconds == 600
+
+    scale = apps.read_namespaced_deployment_scale("s", ns)
+    assert (scale.spec.replicas, scale.status.selector) == (2, "app=s")
+    scaled = apps.patch_namespaced_deployment_scale("s", ns, {"spec": {"replicas": 5}})
+    assert scaled.spec.replicas == 5
+    deployment = apps.read_namespaced_deployment("s", ns)
+    assert (deployment.spec.replicas, deployment.metadata.generation) == (5, 2)
+
+
+def test_binding_sets_node_once(core: client.CoreV1Api, ns: str) -> None:
+    core.create_namespaced_pod(ns, pod_body("bind-me"))
+    target = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "bind-me"}}
+    target["target"] = {"kind": "Node", "name": "node-7"}
+    core.create_namespaced_binding(ns, target, _preload_content=False)
+    pod = core.read_namespaced_pod("bind-me", ns)
+    assert pod.spec.node_name == "node-7"
+    assert [(c.type, c.status) for c in pod.status.conditions] == [("PodScheduled", "True")]
+    status, body = error_of(
+        lambda: core.create_namespaced_binding(ns, target, _preload_content=False)
+    )
+    assert status == 409
+    assert body["reason"] == "Conflict"
+
+
+# ---- deletion
+
+
+def test_graceful_pod_deletion_and_finalizers(core: client.CoreV1Api, ns: str) -> None:
+    core.create_namespaced_pod(ns, pod_body("unbound"))
+    core.delete_namespaced_pod("unbound", ns)
+    assert error_of(lambda: core.read_namespaced_pod("unbound", ns))[0] == 404
+
+    core.create_namespaced_pod(ns, pod_body("bound", "node-1"))
+    deleting = core.delete_namespaced_pod("bound", ns)
+    assert deleting.metadata.deletion_timestamp is not None
+    assert deleting.metadata.deletion_grace_period_seconds == 30
+    assert core.read_namespaced_pod("bound", ns).metadata.deletion_timestamp is not None
+    core.delete_namespaced_pod("bound", ns, grace_period_seconds=0)
+    assert error_of(lambda: core.read_namespaced_pod("bound", ns))[0] == 404
+
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "held", "finalizers": ["x/y"]}})
+    core.delete_namespaced_config_map("held", ns)
+    held = core.read_namespaced_config_map("held", ns)
+    assert held.metadata.deletion_timestamp is not None
+    core.patch_namespaced_config_map("held", ns, {"metadata": {"finalizers": None}})
+    assert error_of(lambda: core.read_namespaced_config_map("held", ns))[0] == 404
+
+
+def test_namespace_termination_deletes_contents(core: client.CoreV1Api) -> None:
+    core.create_namespace({"metadata": {"name": "doomed"}})
+    core.create_namespaced_config_map("doomed", {"metadata": {"name": "c"}})
+    core.create_namespaced_pod("doomed", pod_body("p"))
+    core.delete_namespace("doomed")
+    phase = core.read_namespace("doomed").status.phase
+    status, body = error_of(
+        lambda: core.create_namespaced_config_map("doomed", {"metadata": {"name": "late"}})
+    )
+    assert (phase, status) == ("Terminating", 403)
+    assert "because it is being terminated" in body["message"]
+
+    def gone() -> bool:
+        try:
+            core.read_namespace("doomed")
+        except client.ApiException as error:
+            return error.status == 404
+        return False
+
+    wait_for("namespace doomed to be deleted", gone)
+
+
+# ---- eviction
+
+
+def _ready_pod(core: client.CoreV1Api, ns: str, name: str, labels: dict[str, str]) -> None:
+    core.create_namespaced_pod(ns, pod_body(name, "node-1", labels))
+    core.patch_namespaced_pod_status(
+        name,
+        ns,
+        {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}},
+    )
+
+
+def _budget(twin: RunningServer, ns: str, name: str, allowed: int, **spec: Any) -> None:
+    policy = client.PolicyV1Api(twin.api())
+    policy.create_namespaced_pod_disruption_budget(
+        ns,
+        {"metadata": {"name": name}, "spec": {"selector": {"matchLabels": {"app": "e"}}, **spec}},
+    )
+    status = {
+        "observedGeneration": 1,
+        "currentHealthy": 2,
+        "desiredHealthy": 2 - allowed if allowed <= 2 else 0,
+        "disruptionsAllowed": allowed,
+        "expectedPods": 2,
+    }
+    policy.patch_namespaced_pod_disruption_budget_status(name, ns, {"status": status})
+
+
+def _evict(core: client.CoreV1Api, ns: str, name: str) -> tuple[int, dict[str, Any]]:
+    body = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": name, "namespace": ns},
+    }
+    try:
+        response = core.create_namespaced_pod_eviction(name, ns, body, _preload_content=False)
+    except client.ApiException as error:
+        return error.status, json.loads(error.body)
+    return response.status, json.loads(response.data)
+
+
+def test_eviction_respects_budget(twin: RunningServer, core: client.CoreV1Api, ns: str) -> None:
+    _ready_pod(core, ns, "e1", {"app": "e"})
+    _ready_pod(core, ns, "e2", {"app": "e"})
+    _budget(twin, ns, "pdb-e", allowed=1, minAvailable=1)
+
+    status, body = _evict(core, ns, "e1")
+    assert (status, body["status"]) == (201, "Success")
+    pdb = client.PolicyV1Api(twin.api()).read_namespaced_pod_disruption_budget("pdb-e", ns)
+    assert pdb.status.disruptions_allowed == 0
+    assert "e1" in pdb.status.disrupted_pods
+
+    status, body = _evict(core, ns, "e2")
+    assert status == 429
+    assert body["reason"] == "TooManyRequests"
+    assert body["message"] == "Cannot evict pod as it would violate the pod's disruption budget."
+    assert body["details"]["causes"] == [
+        {
+            "reason": "DisruptionBudget",
+            "message": "The disruption budget pdb-e needs 1 healthy pods and has 2 currently",
+        }
+    ]
+    assert core.read_namespaced_pod("e2", ns).metadata.deletion_timestamp is None
+    assert _evict(core, ns, "missing")[0] == 404
+
+
+def test_eviction_special_cases(twin: RunningServer, core: client.CoreV1Api, ns: str) -> None:
+    policy = client.PolicyV1Api(twin.api())
+    _ready_pod(core, ns, "e1", {"app": "e"})
+    _budget(twin, ns, "stale", allowed=1)
+    policy.patch_namespaced_pod_disruption_budget("stale", ns, {"spec": {"minAvailable": 1}})
+    status, body = _evict(core, ns, "e1")
+    assert (status, body["details"]["causes"][0]["message"]) == (
+        429,
+        "The disruption budget stale is still being processed by the server.",
+    )
+    _budget(twin, ns, "second", allowed=1)
+    status, body = _evict(core, ns, "e1")
+    assert status == 500
+    assert body["message"].endswith(
+        "This pod has more than one PodDisruptionBudget, which the eviction subresource does "
+        "not support."
+    )
+    core.create_namespaced_pod(ns, pod_body("pending", "", {"app": "e"}))
+    assert _evict(core, ns, "pending")[0] == 201
+    assert error_of(lambda: core.read_namespaced_pod("pending", ns))[0] == 404
+
+
+def test_unhealthy_pod_eviction_policy_always_allow(
+    twin: RunningServer, core: client.CoreV1Api, ns: str
+) -> None:
+    core.create_namespaced_pod(ns, pod_body("sick", "node-1", {"app": "e"}))
+    core.patch_namespaced_pod_status("sick", ns, {"status": {"phase": "Running"}})
+    _budget(twin, ns, "pdb", allowed=0, unhealthyPodEvictionPolicy="AlwaysAllow")
+    assert _evict(core, ns, "sick")[0] == 201
+
+
+def test_fault_eviction_ignores_pdb(tmp_path: Path) -> None:
+    faulty = RunningServer(tmp_path, faults={"eviction-ignores-pdb"})
+    try:
+        core = client.CoreV1Api(faulty.api())
+        _ready_pod(core, "default", "e1", {"app": "e"})
+        _budget(faulty, "default", "pdb", allowed=0)
+        assert _evict(core, "default", "e1")[0] == 201
+    finally:
+        faulty.close()
+
+
+# ---- service-account tokens and OIDC discovery
+
+
+def _fetch_json(twin: RunningServer, url: str) -> dict[str, Any]:
+    local = twin.netmap.resolve_url(url)
+    http = urllib3.PoolManager(ca_certs=twin.server.ca_pem_path)
+    response = http.request("GET", local)
+    assert response.status == 200, (url, local, response.data)
+    return json.loads(response.data)
+
+
+def test_token_request_claims_verify_against_discovered_jwks(
+    twin: RunningServer, core: client.CoreV1Api, ns: str
+) -> None:
+    issuer = twin.server.issuer
+    assert issuer.startswith(f"https://oidc.eks.{twin.settings.network.region}.amazonaws.com/id/")
+    assert len(issuer.rsplit("/", 1)[1]) == 32
+    discovery = _fetch_json(twin, f"{issuer}/.well-known/openid-configuration")
+    assert discovery["issuer"] == issuer
+    assert discovery["response_types_supported"] == ["id_token"]
+    assert discovery["subject_types_supported"] == ["public"]
+    assert discovery["id_token_signing_alg_values_supported"] == ["RS256"]
+    jwks = _fetch_json(twin, discovery["jwks_uri"])
+
+    account = core.create_namespaced_service_account(ns, {"metadata": {"name": "app"}})
+    pod = core.create_namespaced_pod(ns, pod_body("holder"))
+    request = {
+        "spec": {
+            "audiences": ["sts.amazonaws.com"],
+            "expirationSeconds": 900,
+            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "holder"},
+        }
+    }
+    answer = core.create_namespaced_service_account_token("app", ns, request)
+    token = answer.status.token
+    header = jwt.get_unverified_header(token)
+    key = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
+    claims = jwt.decode(
+        token,
+        jwt.PyJWK(key).key,
+        algorithms=["RS256"],
+        audience="sts.amazonaws.com",
+        issuer=issuer,
+    )
+    assert claims["sub"] == f"system:serviceaccount:{ns}:app"
+    assert claims["aud"] == ["sts.amazonaws.com"]
+    assert claims["exp"] - claims["iat"] == 900
+    assert claims["nbf"] == claims["iat"]
+    assert claims["kubernetes.io"]["namespace"] == ns
+    assert claims["kubernetes.io"]["pod"] == {"name": "holder", "uid": pod.metadata.uid}
+    assert claims["kubernetes.io"]["serviceaccount"] == {"name": "app", "uid": account.metadata.uid}
+
+    status, _ = error_of(
+        lambda: core.create_namespaced_service_account_token(
+            "app", ns, {"spec": {"expirationSeconds": 60}}
+        )
+    )
+    assert status == 422
+    missing_pod = {"spec": {"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "ghost"}}}
+    assert (
+        error_of(lambda: core.create_namespaced_service_account_token("app", ns, missing_pod))[0]
+        == 404
+    )
+
+
+# ---- pod identity webhook
+
+
+def _irsa_account(core: client.CoreV1Api, ns: str, name: str, annotations: dict[str, str]) -> None:
+    core.create_namespaced_service_account(
+        ns, {"metadata": {"name": name, "annotations": annotations}}
+    )
+
+
+ROLE = "arn:aws:iam::123456789012:role/app"
+MOUNT = "/var/run/secrets/eks.amazonaws.com/serviceaccount"
+
+
+def test_webhook_mutates_pods_of_annotated_accounts(
+    twin: RunningServer, core: client.CoreV1Api, ns: str
+) -> None:
+    _irsa_account(
+        core,
+        ns,
+        "irsa",
+        {
+            "eks.amazonaws.com/role-arn": ROLE,
+            "eks.amazonaws.com/sts-regional-endpoints": "true",
+            "eks.amazonaws.com/audience": "custom-aud",
+        },
+    )
+    body = pod_body("mutated")
+    body["metadata"]["annotations"] = {
+        "eks.amazonaws.com/token-expiration": "100",
+        "eks.amazonaws.com/skip-containers": "skipped",
+    }
+    body["spec"]["serviceAccountName"] = "irsa"
+    body["spec"]["initContainers"] = [{"name": "init", "image": "busybox"}]
+    body["spec"]["containers"].append({"name": "skipped", "image": "busybox"})
+    pod = core.create_namespaced_pod(ns, body)
+    region = twin.settings.network.region
+
+    main = pod.spec.containers[0]
+    env = {e.name: e.value for e in main.env}
+    assert env == {
+        "AWS_STS_REGIONAL_ENDPOINTS": "regional",
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+        "AWS_ROLE_ARN": ROLE,
+        "AWS_WEB_IDENTITY_TOKEN_FILE": f"{MOUNT}/token",
+    }
+    assert [(m.name, m.mount_path, m.read_only) for m in main.volume_mounts] == [
+        ("aws-iam-token", MOUNT, True)
+    ]
+    assert {e.name for e in pod.spec.init_containers[0].env} >= {"AWS_ROLE_ARN"}
+    assert not pod.spec.containers[1].env
+    assert not pod.spec.containers[1].volume_mounts
+    volume = next(v for v in pod.spec.volumes if v.name == "aws-iam-token")
+    token = volume.projected.sources[0].service_account_token
+    assert (token.audience, token.expiration_seconds, token.path) == ("custom-aud", 600, "token")
+
+
+def test_webhook_leaves_other_pods_alone(core: client.CoreV1Api, ns: str) -> None:
+    _irsa_account(core, ns, "plain", {})
+    _irsa_account(core, ns, "irsa", {"eks.amazonaws.com/role-arn": ROLE})
+    plain = pod_body("plain")
+    plain["spec"]["serviceAccountName"] = "plain"
+    assert not core.create_namespaced_pod(ns, plain).spec.volumes
+    preset = pod_body("preset")
+    preset["spec"]["serviceAccountName"] = "irsa"
+    preset["spec"]["containers"][0]["env"] = [{"name": "AWS_ROLE_ARN", "value": "mine"}]
+    pod = core.create_namespaced_pod(ns, preset)
+    env = {e.name: e.value for e in pod.spec.containers[0].env}
+    assert env["AWS_ROLE_ARN"] == "mine"
+    assert "AWS_WEB_IDENTITY_TOKEN_FILE" not in env
+    assert "AWS_STS_REGIONAL_ENDPOINTS" not in env
+    token = next(v for v in pod.spec.volumes if v.name == "aws-iam-token").projected.sources[0]
+    assert token.service_account_token.audience == "sts.amazonaws.com"
+    assert token.service_account_token.expiration_seconds == 86400
+
+
+def test_fault_webhook_off(tmp_path: Path) -> None:
+    faulty = RunningServer(tmp_path, faults={"webhook-off"})
+    try:
+        core = client.CoreV1Api(faulty.api())
+        _irsa_account(core, "default", "irsa", {"eks.amazonaws.com/role-arn": ROLE})
+        body = pod_body("p")
+        body["spec"]["serviceAccountName"] = "irsa"
+        pod = core.create_namespaced_pod("default", body)
+        assert not pod.spec.volumes
+        assert not pod.spec.containers[0].env
+    finally:
+        faulty.close()
+
+
+# ---- authentication and authorization
+
+
+def test_unknown_token_is_unauthorized(twin: RunningServer) -> None:
+    core = client.CoreV1Api(twin.api(token="not-a-token"))
+    status, body = error_of(lambda: core.list_namespace())
+    assert (status, body["reason"], body["message"]) == (401, "Unauthorized", "Unauthorized")
+
+
+def test_access_reviews_and_forbidden(twin: RunningServer, ns: str) -> None:
+    twin.server.add_token(
+        "viewer-token",
+        "viewer",
+        ["viewers"],
+        [
+            PolicyRule(verbs=["get", "list"], api_groups=[""], resources=["pods"], namespaces=[ns]),
+            PolicyRule(verbs=["create"], api_groups=[""], resources=["pods/eviction"]),
+        ],
+    )
+    viewer = twin.api("viewer-token")
+    authz = client.AuthorizationV1Api(viewer)
+
+    def can(verb: str, resource: str, subresource: str = "", namespace: str = ns) -> bool:
+        review = {
+            "spec": {
+                "resourceAttributes": {
+                    "verb": verb,
+                    "resource": resource,
+                    "subresource": subresource,
+                    "namespace": namespace,
+                }
+            }
+        }
+        answer = authz.create_self_subject_access_review(review)
+        if not answer.status.allowed:
+            assert answer.status.reason
+        return answer.status.allowed
+
+    assert can("list", "pods")
+    assert not can("list", "pods", namespace="default")
+    assert not can("delete", "pods")
+    assert can("create", "pods", "eviction", "default")
+    admin = client.AuthorizationV1Api(twin.api())
+    review = {"spec": {"resourceAttributes": {"verb": "delete", "resource": "nodes"}}}
+    assert admin.create_self_subject_access_review(review).status.allowed
+
+    core = client.CoreV1Api(viewer)
+    assert core.list_namespaced_pod(ns).items == []
+    status, body = error_of(lambda: core.list_namespaced_pod("default"))
+    assert status == 403
+    assert body["reason"] == "Forbidden"
+    assert body["message"] == (
+        'pods is forbidden: User "viewer" cannot list resource "pods" in API group "" in the '
+        'namespace "default"'
+    )
+    status, body = error_of(lambda: core.delete_namespaced_pod("x", ns))
+    assert body["message"] == (
+        f'pods "x" is forbidden: User "viewer" cannot delete resource "pods" in API group "" '
+        f'in the namespace "{ns}"'
+    )
+    status, body = error_of(lambda: core.list_node())
+    assert body["message"].endswith(
+        'cannot list resource "nodes" in API group "" at the cluster scope'
+    )
+    rules = authz.create_self_subject_rules_review({"spec": {"namespace": ns}})
+    assert {"pods"} <= {r for rule in rules.status.resource_rules for r in rule.resources}
+
+
+def test_request_counts(twin: RunningServer, core: client.CoreV1Api) -> None:
+    before = twin.server.request_counts().get(("list", "nodes"), 0)
+    core.list_node()
+    assert twin.server.request_counts()[("list", "nodes")] == before + 1
+
+
+def test_ca_written_under_state_dir(twin: RunningServer) -> None:
+    ca = Path(twin.server.ca_pem_path)
+    assert ca.is_relative_to(twin.settings.state_dir)
+    assert ca.read_text().startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_kubernetes_config_loader_works(twin: RunningServer, tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(kubeconfig_text(twin))
+    api = kubernetes.config.new_client_from_config(str(kubeconfig))
+    version = client.VersionApi(api).get_code()
+    assert version.git_version.startswith(f"v{twin.settings.network.kubernetes_version}.")
+
+
+def kubeconfig_text(twin: RunningServer) -> str:
+    return (
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters:\n- name: twin\n  cluster:\n    server: {twin.server.url}\n"
+        f"    certificate-authority: {twin.server.ca_pem_path}\n"
+        f"users:\n- name: admin\n  user:\n    token: {twin.server.admin_token}\n"
+        "contexts:\n- name: twin\n  context:\n    cluster: twin\n    user: admin\n"
+        "current-context: twin\n"
+    )
