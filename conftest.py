@@ -159,7 +159,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     suites = selected_suites(config.args, config.rootpath, markexpr)
     disruptive = disruption_allowed(markexpr, config.getoption("allow_disruptive"))
     try:
-        preflight.check_cluster(
+        version = preflight.check_cluster(
             cluster, preflight.required_permissions(suites, disruptive, config.getoption("sweep"))
         )
         caller = ""
@@ -175,7 +175,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             older_than = cluster_config.timeouts.sweep_after_s
         report = runctx.sweep(cluster, older_than, keep_run=target.run_id)
         pytest.exit(f"sweep done: {report.describe()}", returncode=pytest.ExitCode.OK)
+    nodes = cluster.core().list_node().items
     facts = {
+        "kubernetes_version": version,
+        "nodes": len(nodes),
+        "node_groups": sorted(
+            {(n.metadata.labels or {}).get("eks.amazonaws.com/nodegroup", "-") for n in nodes}
+        ),
         "target": target.kind,
         "server": cluster.server,
         "context": cluster.context,
@@ -189,6 +195,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     config.pluginmanager.register(SummaryWriter(reports / "summary.json", facts), "cg-summary")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     allowed = disruption_allowed(
         config.getoption("markexpr") or "", config.getoption("allow_disruptive")
@@ -242,6 +249,15 @@ def run(
         runctx.delete_namespace(cluster, namespace)
         if failures:
             pytest.fail("could not put back: " + "; ".join(failures), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _check_scope(run: runctx.RunContext) -> Iterator[None]:
+    """What a check registers with ``run.on_teardown`` is put back when that check ends."""
+    with run.check_scope() as failures:
+        yield
+    if failures:
+        pytest.fail("could not put back: " + "; ".join(failures), pytrace=False)
 
 
 @pytest.fixture

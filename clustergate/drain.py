@@ -97,6 +97,11 @@ def plan_drain(pods: Iterable[Any], options: DrainOptions) -> DrainPlan:
     """Apply kubectl drain's pod filters (daemonSet, mirror, localStorage, unreplicated)."""
     evict, skipped, refused = [], [], []
     for pod in pods:
+        if pod.metadata.deletion_timestamp is not None:
+            # Already leaving: its eviction is a plain delete without a budget check (FACTS.md),
+            # so it needs no controller; the drain only waits for it to go.
+            evict.append(pod)
+            continue
         controller = _controller(pod)
         finished = _finished(pod)
         if controller is not None and controller.kind == "DaemonSet" and not finished:

@@ -171,7 +171,7 @@ def _tests(statement: Mapping[str, Any]) -> Iterator[_Test]:
         base = operator.rsplit(":", 1)[-1].lower().removesuffix("ifexists")
         for key, values in (block or {}).items():
             listed = (values,) if isinstance(values, str) else tuple(str(v) for v in values)
-            yield _Test(operator, base, key.lower(), listed)
+            yield _Test(operator, base, key, listed)
 
 
 def _as_list(value: Any) -> list[str]:
@@ -271,9 +271,10 @@ def _review_statement(
     sub_tests, aud_tests = [], []
     for test in _tests(statement):
         issuer, _, claim = test.key.rpartition(":")
+        claim = claim.lower()
         if claim not in ("sub", "aud") or not test.positive:
             continue
-        if issuer != ours:
+        if issuer.lower() != ours:
             review.report(
                 ProblemKind.WRONG_PROVIDER,
                 f"condition {test.describe()} names issuer {issuer}, not this cluster's "

@@ -27,6 +27,8 @@ from pathlib import Path
 LOCUSTFILE = Path(__file__).resolve().parents[1] / "load" / "locustfile.py"
 #: Time allowed for Locust to start (and workers to connect) before the phase's own duration.
 STARTUP_ALLOWANCE_S = 30.0
+#: How long a master waits for its workers to connect (within the startup allowance).
+WORKERS_CONNECT_S = 20
 
 
 class PhaseError(RuntimeError):
@@ -161,7 +163,7 @@ def run_phase(
     records reach the log through the master every 3 s (Locust's worker report interval), so
     an early stop reacts that much later than in a single process. ``remote_workers`` more
     workers, started by hand on other machines against ``master_bind_host:master_port``
-    (load/README.md), are awaited for up to :data:`STARTUP_ALLOWANCE_S` before the phase starts.
+    (load/README.md), are awaited for up to :data:`WORKERS_CONNECT_S` before the phase starts.
     """
     log_dir = Path(request_log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -188,7 +190,7 @@ def run_phase(
             f"--master-bind-host={master_bind_host}",
             f"--master-bind-port={port}",
             f"--expect-workers={workers + remote_workers}",
-            f"--expect-workers-max-wait={STARTUP_ALLOWANCE_S:.0f}",
+            f"--expect-workers-max-wait={WORKERS_CONNECT_S}",
         ]
         worker_cmds = [
             [*locust, "--worker", "--master-host=127.0.0.1", f"--master-port={port}"]

@@ -40,6 +40,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="SECONDS",
         help="with --sweep: only what is older (default: timeouts.sweep_after_s)",
     )
+    group.addoption(
+        "--observe-upgrade",
+        action="store_true",
+        help="upgrade suite: follow the node-group update already in progress, start none",
+    )
     group.addoption("--twin-nodes", type=int, default=3, help="nodes of the local twin")
     group.addoption(
         "--twin-fault",

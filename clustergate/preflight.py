@@ -53,7 +53,7 @@ NEEDS: dict[str, list[Permission]] = {
     "irsa": [*_perms("get list", "serviceaccounts"), *_perms("list", "pods")],
     "dns": [
         *_perms("get list", "daemonsets", "apps"),
-        *_perms("get", "services"),
+        *_perms("get create delete", "services"),
         *_perms("get", "pods", subresource="proxy"),
         *_perms("get", "nodes", subresource="proxy"),
         *_perms("delete", "pods"),
@@ -73,7 +73,7 @@ NEEDS: dict[str, list[Permission]] = {
         *_perms("create", "pods", subresource="eviction"),
     ],
     "upgrade": [
-        *_perms("list", "poddisruptionbudgets", "policy"),
+        *_perms("list create delete", "poddisruptionbudgets", "policy"),
         *_perms("create delete get list watch", "deployments", "apps"),
         *_perms("watch", "nodes"),
     ],
@@ -104,7 +104,8 @@ def required_permissions(
     return list(wanted)
 
 
-def check_cluster(cluster: Cluster, permissions: list[Permission]) -> None:
+def check_cluster(cluster: Cluster, permissions: list[Permission]) -> str:
+    """Raise naming every problem, or return the server's version."""
     try:
         info = cluster.version().get_code(_request_timeout=15)
     except Exception as error:
@@ -139,6 +140,7 @@ def check_cluster(cluster: Cluster, permissions: list[Permission]) -> None:
             + "; ".join(missing)
             + ". Apply deploy/rbac.yaml or grant these verbs to the runner's identity."
         )
+    return str(info.git_version)
 
 
 def check_aws(session: boto3.Session, endpoint_url: str | None) -> str:

@@ -88,15 +88,21 @@ def run_probe(ctx: RunContext, image: str, spec: ProbeSpec, timeout_s: float) ->
     namespace = pod.metadata.namespace
     core.create_namespaced_pod(namespace, pod)
     try:
-        finished = wait_for_objects(
+        seen = wait_for_objects(
             core.list_namespaced_pod,
-            lambda pods: bool(pods) and pods[0].status.phase in _FINISHED,
+            lambda pods: not pods or pods[0].status.phase in _FINISHED,
             what=f"probe pod {namespace}/{name} ({spec.kind}) to finish",
             timeout_s=timeout_s,
             describe=_describe_pods,
             namespace=namespace,
             field_selector=f"metadata.name={name}",
-        )[0]
+        )
+        if not seen:
+            raise ProbeError(
+                f"probe pod {namespace}/{name} ({spec.kind}) disappeared before it finished: "
+                "deleted by someone else, or its node was removed (check the node events)"
+            )
+        finished = seen[0]
         log = core.read_namespaced_pod_log(name, namespace, container="probe")
         return ProbeResult(name, finished.spec.node_name or "", _parse(log, namespace, name))
     finally:

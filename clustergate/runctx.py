@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -53,7 +54,8 @@ class RunContext:
     run_id: str
     namespace: str
     labels: dict[str, str]
-    _undo: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+    #: One undo list per open scope: the run's, and the current check's on top of it.
+    _scopes: list[list[tuple[str, Callable[[], None]]]] = field(default_factory=lambda: [[]])
 
     def metadata(self, name: str, **extra_labels: str) -> client.V1ObjectMeta:
         return client.V1ObjectMeta(
@@ -64,20 +66,40 @@ class RunContext:
         )
 
     def on_teardown(self, description: str, undo: Callable[[], None]) -> None:
-        """Register ``undo`` to run at teardown, newest first, even after a failure."""
-        self._undo.append((description, undo))
+        """Register ``undo`` to run when the current check ends (or the run, outside a check),
+        newest first, even after a failure or an interrupt."""
+        self._scopes[-1].append((description, undo))
+
+    @contextmanager
+    def check_scope(self) -> Iterator[list[str]]:
+        """Everything registered inside is undone on leaving, so that one check's workloads,
+        budgets and cordons never meet the next check. Yields the list of undo failures."""
+        self._scopes.append([])
+        failures: list[str] = []
+        try:
+            yield failures
+        finally:
+            failures.extend(_undo(self._scopes.pop()))
 
     def undo_all(self) -> list[str]:
-        """Run every registered undo action; return the ones that failed (and why)."""
+        """Run every undo action still registered; return the ones that failed (and why)."""
         failures = []
-        while self._undo:
-            description, undo = self._undo.pop()
-            try:
-                undo()
-            except Exception as error:  # every undo must get its chance
-                failures.append(f"{description}: {error}")
-                log.error("could not %s: %s", description, error)
+        while self._scopes:
+            failures.extend(_undo(self._scopes.pop()))
+        self._scopes.append([])
         return failures
+
+
+def _undo(actions: list[tuple[str, Callable[[], None]]]) -> list[str]:
+    failures = []
+    while actions:
+        description, undo = actions.pop()
+        try:
+            undo()
+        except Exception as error:  # every undo must get its chance
+            failures.append(f"{description}: {error}")
+            log.error("could not %s: %s", description, error)
+    return failures
 
 
 def create_namespace(cluster: Cluster, name: str, labels: dict[str, str]) -> None:

@@ -13,9 +13,11 @@ at the end of the run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from clustergate.availability import pod_healthy
 from clustergate.runctx import RunContext
@@ -97,7 +99,8 @@ def deploy(
     if (min_available is None) == (max_unavailable is None):
         raise ValueError("give exactly one of min_available and max_unavailable")
     match = {WORKLOAD_LABEL: name}
-    run.cluster.apps().create_namespaced_deployment(
+    apps, policy = run.cluster.apps(), run.cluster.policy()
+    apps.create_namespaced_deployment(
         run.namespace,
         client.V1Deployment(
             metadata=run.metadata(name, **match),
@@ -108,7 +111,11 @@ def deploy(
             ),
         ),
     )
-    run.cluster.policy().create_namespaced_pod_disruption_budget(
+    run.on_teardown(
+        f"delete deployment {run.namespace}/{name}",
+        lambda: _gone(apps.delete_namespaced_deployment, name, run.namespace),
+    )
+    policy.create_namespaced_pod_disruption_budget(
         run.namespace,
         client.V1PodDisruptionBudget(
             metadata=run.metadata(name, **match),
@@ -119,10 +126,23 @@ def deploy(
             ),
         ),
     )
+    run.on_teardown(
+        f"delete poddisruptionbudget {run.namespace}/{name}",
+        lambda: _gone(policy.delete_namespaced_pod_disruption_budget, name, run.namespace),
+    )
     required = min_available if min_available is not None else replicas - (max_unavailable or 0)
     workload = Workload(name, run.namespace, replicas, name, required)
     wait_ready(run, workload, timeout_s)
     return workload
+
+
+def _gone(delete: Callable[..., object], name: str, namespace: str) -> None:
+    """Delete, with dependents in the background; already gone is fine."""
+    try:
+        delete(name, namespace, propagation_policy="Background")
+    except ApiException as error:
+        if error.status != 404:
+            raise
 
 
 def wait_ready(run: RunContext, workload: Workload, timeout_s: float) -> None:

@@ -94,6 +94,10 @@ def run(server: Server, request: pytest.FixtureRequest) -> Iterator[RunContext]:
     namespace = request.node.name.replace("_", "-").lower()[:40].strip("-")
     core = server.cluster.core()
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    # No service-account controller runs here; pod admission needs the namespace's default SA.
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default"))
+    )
     context = RunContext(server.cluster, "cg-test-run", namespace, {})
     kubelet = Kubelet(core, namespace)
     kubelet.start()

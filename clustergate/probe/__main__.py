@@ -23,7 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     web = kinds.add_parser("web-identity", help="env, token claims, own role, other roles")
     web.add_argument("--try-role", action="append", default=[], help="a role to attempt")
     web.add_argument("--call", action="append", default=[], help="service:Operation:{json}")
-    kinds.add_parser("default-credentials", help="what the default credential chain yields")
+    chain = kinds.add_parser("default-credentials", help="what the default credential chain yields")
+    chain.add_argument("--region", help="region of the STS endpoint that names the identity")
     imds = kinds.add_parser("imds", help="reach the instance metadata service as a container")
     imds.add_argument("--timeout", type=float, default=2.0)
     resolve = kinds.add_parser("dns", help="resolve names through the pod's resolv.conf")
@@ -49,7 +50,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     if args.kind == "web-identity":
         return identity.web_identity(args.try_role, args.call)
     if args.kind == "default-credentials":
-        return identity.default_credentials()
+        return identity.default_credentials(args.region)
     if args.kind == "imds":
         return identity.imds(args.timeout)
     if args.kind == "dns":

@@ -6,6 +6,7 @@ ndots), so the probe sees what applications in the pod see.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from typing import Any
@@ -53,12 +54,17 @@ def _resolver(conf: dict[str, Any], timeout_s: float) -> dns.resolver.Resolver:
 
 
 def resolve(names: list[str], count: int, timeout_s: float) -> dict[str, Any]:
-    """Resolve each name ``count`` times; report answers and every query's latency."""
+    """Resolve each name ``count`` times; report answers and every query's latency.
+
+    One unmeasured resolution per name goes first: the latencies describe the cache in its
+    steady state, not its first miss of each name (nor the probe's own start-up)."""
     conf = read_resolv_conf()
     resolver = _resolver(conf, timeout_s)
     results = []
     for name in names:
         latencies, failures, answers = [], [], set()
+        with contextlib.suppress(dns.exception.DNSException, OSError):
+            resolver.resolve(name, dns.rdatatype.A, search=True)
         for _ in range(count):
             started = time.perf_counter()
             try:
@@ -89,7 +95,7 @@ def resolve_loop(name: str, duration_s: float, interval_s: float, timeout_s: flo
     """Resolve ``name`` every ``interval_s`` for ``duration_s``; report the longest gap
     between two successful answers (an outage as an application would feel it), and when
     (epoch seconds) the loop got its first answer and the longest gap ended."""
-    resolver = _resolver(read_resolv_conf(), timeout_s)
+    conf = read_resolv_conf()
     started = time.monotonic()
     epoch_offset = time.time() - started
     last_success = started
@@ -98,7 +104,8 @@ def resolve_loop(name: str, duration_s: float, interval_s: float, timeout_s: flo
     while (now := time.monotonic()) - started < duration_s:
         queries += 1
         try:
-            resolver.resolve(name, dns.rdatatype.A, search=True)
+            # A resolver per query: it dials the nameserver afresh, as a pod's libc does.
+            _resolver(conf, timeout_s).resolve(name, dns.rdatatype.A, search=True)
         except (dns.exception.DNSException, OSError):
             failures += 1
         else:

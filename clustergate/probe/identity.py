@@ -38,8 +38,8 @@ def _region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
-def _client(service: str, **credentials: str) -> Any:
-    region = _region()
+def _client(service: str, region: str | None = None, **credentials: str) -> Any:
+    region = region or _region()
     return boto3.client(
         service,
         region_name=region,
@@ -151,13 +151,16 @@ def _call(spec: str, keys: dict[str, str]) -> dict[str, Any]:
 _DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "Forbidden"}
 
 
-def default_credentials() -> dict[str, Any]:
-    """What the default credential chain gives this pod, and whose identity that is."""
+def default_credentials(region: str | None = None) -> dict[str, Any]:
+    """What the default credential chain gives this pod, and whose identity that is.
+    ``region`` is where to ask STS who the credentials are (a pod without a role has no
+    region in its environment)."""
+    region = region or _region()
     host, port = sandbox.dial(_IMDS, 80)
     if (host, port) != (_IMDS, 80):
         os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = f"http://{host}:{port}"
     os.environ.setdefault("AWS_METADATA_SERVICE_TIMEOUT", "2")
-    session = boto3.Session(region_name=_region())
+    session = boto3.Session(region_name=region)
     try:
         credentials = session.get_credentials()
     except (BotoCoreError, ClientError) as error:
@@ -170,7 +173,7 @@ def default_credentials() -> dict[str, Any]:
             "aws_secret_access_key": credentials.secret_key,
             "aws_session_token": credentials.token,
         }
-        caller = _client("sts", **keys).get_caller_identity()["Arn"]
+        caller = _client("sts", region, **keys).get_caller_identity()["Arn"]
     except (NoCredentialsError, ClientError, BotoCoreError) as error:
         caller = f"unresolved: {error}"
     return {"ok": True, "credentials": True, "source": credentials.method, "caller_arn": caller}

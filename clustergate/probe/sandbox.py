@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
 
 
@@ -22,11 +22,28 @@ def path(container_path: str) -> Path:
     return Path(container_path)
 
 
-@cache
+_EMPTY: dict[str, dict[str, str]] = {"addresses": {}, "urls": {}}
+_last_read: list[dict[str, dict[str, str]]] = []
+
+
 def _netmap() -> dict[str, dict[str, str]]:
+    """The table, re-read when its file changes: what serves an address can move while the
+    pod runs (a node's DNS cache pod is replaced), as routing changes under a real pod."""
     location = os.environ.get("CLUSTERGATE_NETMAP")
     if not location:
-        return {"addresses": {}, "urls": {}}
+        return _EMPTY
+    try:
+        table = _read(location, os.stat(location).st_mtime_ns)
+    except (OSError, ValueError):
+        if not _last_read:
+            raise
+        return _last_read[0]  # caught mid-rewrite: the table read last still holds
+    _last_read[:] = [table]
+    return table
+
+
+@lru_cache(maxsize=2)
+def _read(location: str, _mtime_ns: int) -> dict[str, dict[str, str]]:
     return json.loads(Path(location).read_text())
 
 

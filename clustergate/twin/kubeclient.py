@@ -34,10 +34,14 @@ _PATCH_TYPES = {
     "json": "application/json-patch+json",
 }
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Answers that say the request was not carried out, so any verb may be sent again.
+_NOT_DONE_STATUSES = frozenset({429, 503})
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 
 
 class ApiError(Exception):
-    """A non-2xx answer; ``status`` is the HTTP code, ``body`` the decoded Status (if any)."""
+    """A non-2xx answer; ``status`` is the HTTP code, ``body`` the decoded Status (if any).
+    ``status`` 0 means no answer came (the connection failed or was dropped)."""
 
     def __init__(self, method: str, path: str, status: int, body: Obj) -> None:
         self.method = method
@@ -122,7 +126,7 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
     ) -> Obj:
-        """One API call with bounded retries; returns the decoded JSON answer."""
+        """One API call with bounded retries (see _retryable); returns the decoded JSON answer."""
         data = None if body is None else json.dumps(body)
         query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
         headers = {"Content-Type": content_type, "Accept": "application/json"}
@@ -137,14 +141,19 @@ class KubeClient:
                     decoded = _decode(text)
                     if response.status < 300:
                         return decoded
-                    if response.status in _RETRY_STATUSES and not last and _retryable(decoded):
+                    if not last and _retryable(method, response.status, decoded):
                         await asyncio.sleep(_retry_after(response, delay))
                         delay = min(delay * 2, 5.0)
                         continue
                     raise ApiError(method, path, response.status, decoded)
-            except (TimeoutError, aiohttp.ClientConnectionError):
-                if last:
-                    raise
+            except (
+                TimeoutError,
+                aiohttp.ClientConnectionError,
+                aiohttp.ClientPayloadError,
+            ) as error:
+                if last or method not in _IDEMPOTENT:
+                    body = {"reason": "ConnectionFailed", "message": f"no answer: {error!r}"}
+                    raise ApiError(method, path, 0, body) from error
                 await asyncio.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable: the retry loop returns or raises")
@@ -335,6 +344,7 @@ class Informer:
         self._handlers: list[Handler] = []
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._last_error: Exception | None = None
 
     def add_handler(self, handler: Handler) -> None:
         self._handlers.append(handler)
@@ -349,9 +359,9 @@ class Informer:
         try:
             await asyncio.wait_for(self._synced.wait(), timeout)
         except TimeoutError:
-            failure = self._task.exception() if self._task and self._task.done() else None
             raise TimeoutError(
-                f"informer for {self.path} did not list within {timeout} s (last error: {failure})"
+                f"informer for {self.path} did not list within {timeout} s "
+                f"(last error: {self._last_error or 'none'})"
             ) from None
 
     async def stop(self) -> None:
@@ -384,6 +394,7 @@ class Informer:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # keep the cache alive across any API failure
+                self._last_error = error
                 log.warning("informer %s failed (%s); listing again", self.path, error)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -433,8 +444,14 @@ def _decode(text: str) -> Obj:
     return decoded if isinstance(decoded, dict) else {"items": decoded}
 
 
-def _retryable(body: Obj) -> bool:
-    """429 from an eviction is a verdict (the budget), not overload: callers decide."""
+def _retryable(method: str, status: int, body: Obj) -> bool:
+    """Overload and unavailability are retried; other 5xx only for idempotent verbs (a POST
+    may have been carried out). A 429 from an eviction is the budget's verdict, not overload:
+    the caller decides what to do with it."""
+    if status not in _RETRY_STATUSES:
+        return False
+    if status not in _NOT_DONE_STATUSES and method not in _IDEMPOTENT:
+        return False
     causes = (body.get("details") or {}).get("causes") or []
     return not any(cause.get("reason") == "DisruptionBudget" for cause in causes) and not (
         body.get("reason") == "TooManyRequests" and "disruption budget" in str(body.get("message"))

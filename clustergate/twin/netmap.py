@@ -16,6 +16,7 @@ is a node name, or ``"<node>/pod-network"`` for what only containers without hos
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -79,4 +80,7 @@ class Netmap:
             return {"addresses": addresses, "urls": dict(self._urls)}
 
     def write_view(self, path: Path, *scopes: str) -> None:
-        path.write_text(json.dumps(self.view(*scopes), indent=1, sort_keys=True))
+        """Write atomically: a probe may read the file at any moment."""
+        partial = path.with_name(path.name + ".tmp")
+        partial.write_text(json.dumps(self.view(*scopes), indent=1, sort_keys=True))
+        os.replace(partial, path)

@@ -82,7 +82,7 @@ def cluster_config(settings: TwinSettings, facts: dict[str, Any]) -> dict[str, A
             "mode": settings.network.proxy_mode,
             "queries_per_name": 10,
             "external_names": ["sts.us-west-2.amazonaws.com"],
-            "slo": {"p50_ms": 50, "p99_ms": 500},
+            "slo": {"p50_ms": 100, "p99_ms": 1000},
             "restart_gap_max_s": 2.0,
         },
         "node_groups": [{"name": group.name} for group in settings.node_groups],

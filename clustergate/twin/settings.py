@@ -25,7 +25,7 @@ class Timings:
     node_heartbeat: float = 5.0  # kubelet lease renewal: 10 s
     node_monitor_grace: float = 20.0  # node-monitor-grace-period: 40 s (50 s from 1.32)
     autoscaler_scan: float = 1.0  # --scan-interval: 10 s
-    scale_down_unneeded: float = 4.0  # --scale-down-unneeded-time: 10 min
+    scale_down_unneeded: float = 10.0  # --scale-down-unneeded-time: 10 min
     scale_down_delay_after_add: float = 4.0  # --scale-down-delay-after-add: 10 min
     max_node_provision: float = 30.0  # --max-node-provision-time: 15 min
     upgrade_eviction_limit: float = 20.0  # EKS gives up evicting a node's pods after 15 min

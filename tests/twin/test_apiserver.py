@@ -21,17 +21,27 @@ import urllib3
 from kubernetes import client, watch
 
 from clustergate.twin.apiserver import ApiServer, PolicyRule
+from clustergate.twin.apiserver.api_faults import ApiFaults
+from clustergate.twin.apiserver.resources import resource
 from clustergate.twin.kubelet_hub import KubeletHub
 from clustergate.twin.netmap import Netmap
 from clustergate.twin.settings import TwinSettings
 
+ACCOUNTS = resource("", "v1", "serviceaccounts")
+
 
 class RunningServer:
-    """An ApiServer on its own event loop in a daemon thread."""
+    """An ApiServer on its own event loop in a daemon thread. No controllers run, so the
+    harness gives each namespace it makes its "default" ServiceAccount, as the
+    ServiceAccount controller would (pods need it to be admitted)."""
 
     def __init__(self, state_dir: Path, **options: Any) -> None:
         faults = options.pop("faults", frozenset())
-        self.settings = TwinSettings(state_dir=str(state_dir), faults=frozenset(faults))
+        self.settings = TwinSettings(
+            state_dir=str(state_dir),
+            faults=frozenset(faults),
+            api_fault_rate=options.pop("api_fault_rate", 0.0),
+        )
         self.netmap = Netmap()
         self.kubelets = KubeletHub()
         self.loop = asyncio.new_event_loop()
@@ -39,6 +49,21 @@ class RunningServer:
         self.thread.start()
         self.server = ApiServer(self.settings, self.netmap, self.kubelets, **options)
         self.call(self.server.start())
+        self.call(self._default_accounts())
+
+    async def _default_accounts(self) -> None:
+        """For the namespaces the server starts with; in its loop, past any injected faults."""
+        registry = self.server.registry
+        for namespace in registry.store.scan("namespaces"):
+            registry.create(
+                ACCOUNTS, namespace["metadata"]["name"], {"metadata": {"name": "default"}}
+            )
+
+    def namespace(self, name: str) -> str:
+        core = client.CoreV1Api(self.api())
+        core.create_namespace({"metadata": {"name": name}})
+        default_account(core, name)
+        return name
 
     def call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
@@ -68,11 +93,13 @@ def core(twin: RunningServer) -> client.CoreV1Api:
     return client.CoreV1Api(twin.api())
 
 
+def default_account(core: client.CoreV1Api, namespace: str) -> None:
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "default"}})
+
+
 @pytest.fixture
-def ns(core: client.CoreV1Api, request: pytest.FixtureRequest) -> str:
-    name = request.node.name.replace("_", "-").lower()[:50]
-    core.create_namespace({"metadata": {"name": name}})
-    return name
+def ns(twin: RunningServer, request: pytest.FixtureRequest) -> str:
+    return twin.namespace(request.node.name.replace("_", "-").lower()[:50].strip("-"))
 
 
 def error_of(call: Callable[[], Any]) -> tuple[int, dict[str, Any]]:
@@ -90,6 +117,21 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 10.0) -> Any:
             return seen
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last saw {seen!r}")
+
+
+def raw_request(
+    twin: RunningServer,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    token: str | None = None,
+) -> urllib3.BaseHTTPResponse:
+    """One plain HTTPS request, without the client's retries (faults must show as they are)."""
+    http = urllib3.PoolManager(ca_certs=twin.server.ca_pem_path, retries=False)
+    sent = dict(headers or {})
+    if token != "":
+        sent["Authorization"] = f"Bearer {token or twin.server.admin_token}"
+    return http.request(method, twin.server.url + path, headers=sent)
 
 
 def pod_body(name: str, node: str = "", labels: dict[str, str] | None = None) -> dict[str, Any]:
@@ -201,6 +243,31 @@ def test_generate_name_and_pod_defaults(core: client.CoreV1Api, ns: str) -> None
     assert pod.spec.containers[0].image_pull_policy == "IfNotPresent"
 
 
+def test_pods_need_their_service_account(core: client.CoreV1Api) -> None:
+    core.create_namespace({"metadata": {"name": "fresh"}})
+    status, body = error_of(lambda: core.create_namespaced_pod("fresh", pod_body("early")))
+    assert (status, body["reason"], body["details"]) == (
+        403,
+        "Forbidden",
+        {"name": "early", "kind": "pods"},
+    )
+    assert body["message"] == (
+        'pods "early" is forbidden: error looking up service account fresh/default: '
+        'serviceaccount "default" not found'
+    )
+    robot = pod_body("robot")
+    robot["spec"]["serviceAccountName"] = "robot"
+    default_account(core, "fresh")
+    status, body = error_of(lambda: core.create_namespaced_pod("fresh", robot))
+    assert status == 403
+    assert "error looking up service account fresh/robot" in body["message"]
+    assert core.create_namespaced_pod("fresh", pod_body("early")).metadata.name == "early"
+    mirror = pod_body("static")
+    mirror["metadata"]["annotations"] = {"kubernetes.io/config.mirror": "hash"}
+    mirror["spec"]["serviceAccountName"] = "robot"
+    assert core.create_namespaced_pod("fresh", mirror).metadata.name == "static"
+
+
 def test_service_cluster_ip_allocation(
     twin: RunningServer, core: client.CoreV1Api, ns: str
 ) -> None:
@@ -269,6 +336,54 @@ def test_limit_and_continue_paging(core: client.CoreV1Api, ns: str) -> None:
     assert seen == [f"cm-{index:02d}" for index in range(25)]
 
 
+def test_later_pages_show_the_first_pages_snapshot(core: client.CoreV1Api, ns: str) -> None:
+    for index in range(6):
+        core.create_namespaced_config_map(ns, {"metadata": {"name": f"cm-{index}"}})
+    first = core.list_namespaced_config_map(ns, limit=2)
+    snapshot = first.metadata.resource_version
+    core.delete_namespaced_config_map("cm-3", ns)
+    core.patch_namespaced_config_map("cm-4", ns, {"data": {"changed": "yes"}})
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "cm-5a"}})
+    rest = core.list_namespaced_config_map(ns, _continue=first.metadata._continue)
+    assert rest.metadata.resource_version == snapshot
+    assert [(c.metadata.name, c.data) for c in rest.items] == [
+        ("cm-2", None),
+        ("cm-3", None),
+        ("cm-4", None),
+        ("cm-5", None),
+    ]
+    assert all(int(c.metadata.resource_version) <= int(snapshot) for c in rest.items)
+
+
+def test_expired_continue_token_is_gone(tmp_path: Path) -> None:
+    small = RunningServer(tmp_path, watch_history=5)
+    try:
+        core = client.CoreV1Api(small.api())
+        for index in range(3):
+            core.create_namespaced_config_map("default", {"metadata": {"name": f"c{index}"}})
+        first = core.list_namespaced_config_map("default", limit=1)
+        for index in range(6):
+            core.create_namespaced_config_map("default", {"metadata": {"name": f"late{index}"}})
+        status, body = error_of(
+            lambda: core.list_namespaced_config_map("default", _continue=first.metadata._continue)
+        )
+        assert (status, body) == (
+            410,
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "message": "The provided continue parameter is too old to display a consistent "
+                "list result. You can start a new list without the continue parameter.",
+                "reason": "Expired",
+                "code": 410,
+            },
+        )
+    finally:
+        small.close()
+
+
 # ---- watch
 
 
@@ -281,7 +396,7 @@ def test_watch_events_resume_and_bookmarks(core: client.CoreV1Api, ns: str) -> N
         core.list_namespaced_config_map,
         ns,
         resource_version=start,
-        timeout_seconds=2,
+        timeout_seconds=1,
         allow_watch_bookmarks=True,
         _preload_content=False,
     )
@@ -328,6 +443,90 @@ def test_watch_too_old_resource_version_is_gone(tmp_path: Path) -> None:
         assert caught.value.status == 410
     finally:
         small.close()
+
+
+# ---- server-side printing
+
+TABLE_ACCEPT = (
+    "application/json;as=Table;v=v1;g=meta.k8s.io,"
+    "application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+)
+
+
+def test_tables_honour_include_object(twin: RunningServer, core: client.CoreV1Api, ns: str) -> None:
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "cm"}, "data": {"a": "1"}})
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    accept = {"Accept": TABLE_ACCEPT}
+    table = raw_request(twin, "GET", path, accept).json()
+    assert (table["kind"], table["apiVersion"]) == ("Table", "meta.k8s.io/v1")
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Data", "Age"]
+    row = table["rows"][0]
+    assert row["cells"][:2] == ["cm", 1]
+    assert row["object"]["kind"] == "PartialObjectMetadata"
+    assert row["object"]["metadata"]["name"] == "cm"
+    whole = raw_request(twin, "GET", path + "?includeObject=Object", accept).json()
+    assert whole["rows"][0]["object"]["data"] == {"a": "1"}
+    bare = raw_request(twin, "GET", path + "/cm?includeObject=None", accept).json()
+    assert bare["rows"] == [{"cells": bare["rows"][0]["cells"], "object": None}]
+    assert (
+        bare["metadata"]["resourceVersion"]
+        == whole["rows"][0]["object"]["metadata"]["resourceVersion"]
+    )
+    plain = raw_request(twin, "GET", path, {"Accept": "application/json"}).json()
+    assert plain["kind"] == "ConfigMapList"
+    core.create_namespaced_secret(ns, {"metadata": {"name": "s"}, "data": {"k": "dg=="}})
+    secrets = raw_request(twin, "GET", f"/api/v1/namespaces/{ns}/secrets", accept).json()
+    assert [c["name"] for c in secrets["columnDefinitions"]] == ["Name", "Type", "Data", "Age"]
+    assert secrets["rows"][0]["cells"][:3] == ["s", "Opaque", 1]
+
+
+def test_pod_rows_show_status_and_restarts_as_kubectl_does(
+    twin: RunningServer, core: client.CoreV1Api, ns: str
+) -> None:
+    finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 750))
+    crashing = {
+        "name": "main",
+        "ready": False,
+        "restartCount": 3,
+        "image": "busybox:1.36",
+        "imageID": "",
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 1, "finishedAt": finished}},
+    }
+    core.create_namespaced_pod(ns, pod_body("crashy", "node-1"))
+    core.patch_namespaced_pod_status(
+        "crashy",
+        ns,
+        {"status": {"phase": "Running", "containerStatuses": [crashing]}},
+        _preload_content=False,
+    )
+    core.create_namespaced_pod(ns, pod_body("leaving", "node-1"))
+    core.delete_namespaced_pod("leaving", ns)
+    table = raw_request(
+        twin, "GET", f"/api/v1/namespaces/{ns}/pods", {"Accept": TABLE_ACCEPT}
+    ).json()
+    rows = {row["cells"][0]: row["cells"][:4] for row in table["rows"]}
+    assert rows == {
+        "crashy": ["crashy", "0/1", "CrashLoopBackOff", "3 (12m ago)"],
+        "leaving": ["leaving", "0/1", "Terminating", "0"],
+    }
+
+
+def test_watch_prints_rows_when_asked_for_tables(
+    twin: RunningServer, core: client.CoreV1Api, ns: str
+) -> None:
+    start = core.list_namespaced_pod(ns).metadata.resource_version
+    core.create_namespaced_pod(ns, pod_body("watched", "node-3"))
+    response = raw_request(
+        twin,
+        "GET",
+        f"/api/v1/namespaces/{ns}/pods?watch=1&timeoutSeconds=1&resourceVersion={start}",
+        {"Accept": TABLE_ACCEPT},
+    )
+    event = json.loads(response.data.splitlines()[0])
+    assert (event["type"], event["object"]["kind"]) == ("ADDED", "Table")
+    cells = event["object"]["rows"][0]["cells"]
+    assert (cells[:3], cells[6]) == (["watched", "0/1", "Pending"], "node-3")
 
 
 # ---- patches, status, scale, generation
@@ -484,8 +683,89 @@ def test_graceful_pod_deletion_and_finalizers(core: client.CoreV1Api, ns: str) -
     assert error_of(lambda: core.read_namespaced_config_map("held", ns))[0] == 404
 
 
+def test_typed_deletes_decode_the_real_answers(twin: RunningServer, ns: str) -> None:
+    core = client.CoreV1Api(twin.api())
+    apps = client.AppsV1Api(twin.api())
+    core.create_namespaced_service(
+        ns, {"metadata": {"name": "svc"}, "spec": {"ports": [{"port": 80}]}}
+    )
+    service = core.delete_namespaced_service("svc", ns)
+    assert isinstance(service, client.V1Service)
+    assert (service.metadata.name, service.spec.ports[0].port) == ("svc", 80)
+    core.create_namespaced_service_account(ns, {"metadata": {"name": "robot"}})
+    assert core.delete_namespaced_service_account("robot", ns).metadata.name == "robot"
+
+    core.create_namespaced_pod(ns, pod_body("gone-now"))
+    pod = core.delete_namespaced_pod("gone-now", ns)
+    assert isinstance(pod, client.V1Pod)
+    assert pod.metadata.name == "gone-now"
+    core.create_namespaced_pod(ns, pod_body("pending", "node-1"))
+    pending, code, _ = core.delete_namespaced_pod_with_http_info(
+        "pending", ns, orphan_dependents=False
+    )
+    assert (code, pending.metadata.deletion_timestamp is not None) == (202, True)
+    core.create_namespaced_pod(ns, pod_body("graceful", "node-1"))
+    graceful, code, _ = core.delete_namespaced_pod_with_http_info("graceful", ns)
+    assert (code, graceful.metadata.deletion_grace_period_seconds) == (200, 30)
+
+    config = core.create_namespaced_config_map(ns, {"metadata": {"name": "cm"}})
+    assert core.delete_namespaced_config_map("cm", ns) == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {"name": "cm", "kind": "configmaps", "uid": config.metadata.uid},
+    }
+    apps.create_namespaced_deployment(
+        ns,
+        {
+            "metadata": {"name": "d"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "d"}},
+                "template": pod_body("", labels={"app": "d"}),
+            },
+        },
+    )
+    status = apps.delete_namespaced_deployment("d", ns)
+    assert (status["status"], status["details"]["group"]) == ("Success", "apps")
+
+
+def test_delete_collection_answers_the_list_it_deleted(twin: RunningServer, ns: str) -> None:
+    core = client.CoreV1Api(twin.api())
+    for name, tier in (("a", "web"), ("b", "web"), ("c", "db")):
+        core.create_namespaced_pod(ns, pod_body(name, labels={"tier": tier}))
+    answer = core.delete_collection_namespaced_pod(ns, label_selector="tier=web")
+    assert isinstance(answer, client.V1Status)
+    assert answer.kind == "PodList"
+    raw = core.delete_collection_namespaced_pod(
+        ns, label_selector="tier=db", _preload_content=False
+    )
+    body = json.loads(raw.data)
+    assert (body["kind"], [p["metadata"]["name"] for p in body["items"]]) == ("PodList", ["c"])
+    assert core.list_namespaced_pod(ns).items == []
+    core.create_namespaced_pod(ns, pod_body("survivor"))
+    for everything in ("/api/v1/namespaces", "/api/v1/pods"):
+        refused = raw_request(twin, "DELETE", everything)
+        assert (refused.status, refused.json()["reason"]) == (405, "MethodNotAllowed")
+    assert core.read_namespaced_pod("survivor", ns).metadata.deletion_timestamp is None
+
+
+def test_namespace_delete_then_conflict_while_terminating(core: client.CoreV1Api) -> None:
+    core.create_namespace({"metadata": {"name": "twice"}})
+    first = core.delete_namespace("twice")
+    assert first["status"]["phase"] == "Terminating"
+    status, body = error_of(lambda: core.delete_namespace("twice"))
+    assert (status, body["reason"]) == (409, "Conflict")
+    assert body["message"] == (
+        'Operation cannot be fulfilled on namespaces "twice": The system is ensuring all content '
+        "is removed from this namespace.  Upon completion, this namespace will automatically be "
+        "purged by the system."
+    )
+
+
 def test_namespace_termination_deletes_contents(core: client.CoreV1Api) -> None:
     core.create_namespace({"metadata": {"name": "doomed"}})
+    default_account(core, "doomed")
     core.create_namespaced_config_map("doomed", {"metadata": {"name": "c"}})
     core.create_namespaced_pod("doomed", pod_body("p"))
     core.delete_namespace("doomed")
@@ -770,6 +1050,47 @@ def test_fault_webhook_off(tmp_path: Path) -> None:
 
 
 # ---- authentication and authorization
+
+
+def _outcome(twin: RunningServer, path: str, token: str | None = None) -> str:
+    try:
+        response = raw_request(twin, "GET", path, token=token)
+    except urllib3.exceptions.HTTPError:
+        return "drop"
+    if response.status == 429:
+        assert response.headers["Retry-After"] == "1"
+        assert response.json()["reason"] == "TooManyRequests"
+    if response.status == 500:
+        assert response.json()["reason"] == "InternalError"
+    return str(response.status)
+
+
+def test_api_faults_fail_a_seeded_share_of_token_requests(tmp_path: Path) -> None:
+    faulty = RunningServer(tmp_path, api_fault_rate=0.5, fault_seed=7)
+    try:
+        outcomes = [_outcome(faulty, "/api/v1/namespaces") for _ in range(60)]
+        expected = ApiFaults(0.5, 7)
+        assert outcomes == [expected.draw() or "200" for _ in range(60)]
+        assert {"200", "429", "500", "drop"} == set(outcomes)
+        counts = faulty.server.request_counts()
+        injected = {kind: counts[("fault", kind)] for kind in ("429", "500", "drop")}
+        assert injected == {kind: outcomes.count(kind) for kind in ("429", "500", "drop")}
+        assert counts[("list", "namespaces")] == outcomes.count("200")
+        issuer_path = faulty.server.issuer_keys.path
+        for document in (
+            "/.well-known/openid-configuration",
+            "/openid/v1/jwks",
+            f"{issuer_path}/.well-known/openid-configuration",
+            f"{issuer_path}/keys",
+        ):
+            assert [_outcome(faulty, document) for _ in range(10)] == ["200"] * 10
+        assert [_outcome(faulty, "/version", token="") for _ in range(10)] == ["200"] * 10
+        internal = faulty.server.internal_token
+        assert [_outcome(faulty, "/api/v1/nodes", internal) for _ in range(10)] == ["200"] * 10
+        after = faulty.server.request_counts()
+        assert {kind: after[("fault", kind)] for kind in injected} == injected
+    finally:
+        faulty.close()
 
 
 def test_unknown_token_is_unauthorized(twin: RunningServer) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -176,11 +177,93 @@ def test_kubectl_apply_and_delete(kubectl: Any, core: client.CoreV1Api, tmp_path
     assert kubectl("get", "cm", "applied", check=False).returncode != 0
 
 
+def printed(output: str) -> list[list[str]]:
+    """kubectl's table output as rows of cells (columns are separated by 2+ spaces)."""
+    return [re.split(r"\s{2,}", line.strip()) for line in output.splitlines() if line.strip()]
+
+
 def test_kubectl_cordon_and_uncordon(kubectl: Any, core: client.CoreV1Api) -> None:
     kubectl("cordon", NODE)
     assert core.read_node(NODE).spec.unschedulable is True
+    header, row = printed(kubectl("get", "node", NODE).stdout)
+    assert header == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    assert row[:3] == [NODE, "Ready,SchedulingDisabled", "<none>"]
     kubectl("uncordon", NODE)
     assert not core.read_node(NODE).spec.unschedulable
+    assert printed(kubectl("get", "node", NODE).stdout)[1][1] == "Ready"
+
+
+def test_kubectl_get_prints_the_server_side_columns(
+    twin: RunningServer, kubectl: Any, core: client.CoreV1Api
+) -> None:
+    header, *rows = printed(kubectl("get", "pods", "-l", "app=runner", "-o", "wide").stdout)
+    assert header == [
+        "NAME",
+        "READY",
+        "STATUS",
+        "RESTARTS",
+        "AGE",
+        "IP",
+        "NODE",
+        "NOMINATED NODE",
+        "READINESS GATES",
+    ]
+    assert [row[:4] + row[5:7] for row in rows] == [
+        ["runner", "0/1", "Running", "0", "10.0.128.50", NODE]
+    ]
+    namespace = twin.namespace("printing")
+    labels = {"app": "printed"}
+    template = {
+        "metadata": {"labels": labels},
+        "spec": {"containers": [{"name": "c", "image": "c:1"}]},
+    }
+    workload = {"selector": {"matchLabels": labels}, "template": template}
+    apps = client.AppsV1Api(twin.api())
+    apps.create_namespaced_deployment(namespace, {"metadata": {"name": "web"}, "spec": workload})
+    apps.create_namespaced_daemon_set(namespace, {"metadata": {"name": "agent"}, "spec": workload})
+    core.create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": "web"},
+            "spec": {"type": "NodePort", "selector": labels, "ports": [{"port": 80}]},
+        },
+    )
+    client.PolicyV1Api(twin.api()).create_namespaced_pod_disruption_budget(
+        namespace,
+        {
+            "metadata": {"name": "web"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": labels}},
+        },
+    )
+    tables = [
+        printed(block)
+        for block in kubectl("get", "deploy,ds,svc,pdb", "-n", namespace).stdout.split("\n\n")
+    ]
+    assert [table[0] for table in tables] == [
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        [
+            "NAME",
+            "DESIRED",
+            "CURRENT",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "NODE SELECTOR",
+            "AGE",
+        ],
+        ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"],
+        ["NAME", "MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS", "AGE"],
+    ]
+    deployment, daemonset, service, budget = (table[1] for table in tables)
+    assert deployment[:4] == ["deployment.apps/web", "0/1", "0", "0"]
+    assert daemonset[:7] == ["daemonset.apps/agent", "0", "0", "0", "0", "0", "<none>"]
+    node_port = core.read_namespaced_service("web", namespace).spec.ports[0].node_port
+    assert service[:2] == ["service/web", "NodePort"]
+    assert service[3:5] == ["<none>", f"80:{node_port}/TCP"]
+    assert budget[:4] == ["poddisruptionbudget.policy/web", "1", "N/A", "0"]
+    labelled = printed(kubectl("get", "pods", "-A", "--show-labels", "-l", "app=runner").stdout)
+    assert labelled[0][0] == "NAMESPACE"
+    assert (labelled[1][0], labelled[1][-1]) == ("default", "app=runner")
 
 
 def test_kubectl_logs(kubectl: Any, core: client.CoreV1Api) -> None:

@@ -17,12 +17,13 @@ from typing import Any, TypeVar
 import kubernetes
 import pytest
 import yaml
+from kubernetes.client.rest import ApiException
 
 from clustergate.twin.addons import AddonRegistry
 from clustergate.twin.apiserver import ApiServer
 from clustergate.twin.cloud import InstanceSpec
 from clustergate.twin.controllers import ControllerManager
-from clustergate.twin.kubeclient import KubeClient
+from clustergate.twin.kubeclient import ApiError, KubeClient
 from clustergate.twin.kubelet import KubeletPool
 from clustergate.twin.kubelet_hub import KubeletHub
 from clustergate.twin.netmap import Netmap
@@ -93,8 +94,13 @@ class TwinCluster:
         return kubernetes.client.BatchV1Api(self.api)
 
     def namespace(self) -> str:
+        """A fresh namespace, once its default ServiceAccount exists (pods need it)."""
         name = f"t-{uuid.uuid4().hex[:8]}"
         self.core.create_namespace({"metadata": {"name": name}})
+        wait_for(
+            lambda: self.core.list_namespaced_service_account(name).items,
+            f"the default ServiceAccount of {name}",
+        )
         return name
 
     def kubectl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -119,8 +125,21 @@ def wait_for(check: Callable[[], T], what: str, timeout: float = 20.0, every: fl
     raise AssertionError(f"timed out after {timeout} s waiting for {what}; last seen: {last!r}")
 
 
-def start_cluster(tmp: Path, nodes: int = 3) -> tuple[TwinCluster, Callable[[], None]]:
-    settings = TwinSettings(state_dir=str(tmp), timings=Timings(node_boot=0.2, pod_start=0.2))
+def start_cluster(
+    tmp: Path, nodes: int = 3, faults: frozenset[str] = frozenset(), api_fault_rate: float = 0.0
+) -> tuple[TwinCluster, Callable[[], None]]:
+    settings = TwinSettings(
+        state_dir=str(tmp),
+        timings=Timings(
+            node_boot=0.2,
+            pod_start=0.2,
+            slow_factor=5.0,
+            node_heartbeat=0.5,
+            node_monitor_grace=2.0,
+        ),
+        faults=faults,
+        api_fault_rate=api_fault_rate,
+    )
     loop = LoopThread()
     netmap, hub, addons = Netmap(), KubeletHub(), AddonRegistry()
 
@@ -374,10 +393,113 @@ def test_daemonset_covers_every_node_but_a_tainted_one(twin: TwinCluster) -> Non
             0
         ].spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution
         assert terms.node_selector_terms[0].match_fields[0].values == [pods[0].spec.node_name]
+        twin.apps.patch_namespaced_daemon_set(
+            "agent",
+            ns,
+            {
+                "spec": {
+                    "template": {
+                        "spec": {"containers": [{"name": "agent", "image": "busybox:1.37"}]}
+                    }
+                }
+            },
+        )
+
+        def rolled() -> bool:
+            current = [p for p in pods_of(twin, ns, "agent") if not p.metadata.deletion_timestamp]
+            status = twin.apps.read_namespaced_daemon_set_status("agent", ns).status
+            return (
+                len(current) == 3
+                and {p.spec.containers[0].image for p in current} == {"busybox:1.37"}
+                and (status.updated_number_scheduled, status.number_ready) == (3, 3)
+            )
+
+        wait_for(rolled, "the agent DaemonSet to roll to busybox:1.37")
     finally:
         twin.loop.run(twin.pool.terminate(tainted.instance_id))
         twin.core.delete_namespace(ns)
     assert tainted.node_name not in node_names(twin)
+
+
+def test_endpoints_follow_ready_pods(twin: TwinCluster) -> None:
+    ns = twin.namespace()
+    body = deployment("api", 2)
+    container = body["spec"]["template"]["spec"]["containers"][0]
+    container["ports"] = [{"name": "http", "containerPort": 8080}]
+    container["readinessProbe"] = {"httpGet": {"port": 8080}, "initialDelaySeconds": 1}
+    twin.core.create_namespaced_service(
+        ns,
+        {
+            "metadata": {"name": "api"},
+            "spec": {
+                "selector": {"app": "api"},
+                "ports": [{"name": "web", "port": 80, "targetPort": "http"}],
+            },
+        },
+    )
+    twin.apps.create_namespaced_deployment(ns, body)
+
+    def subsets(field: str) -> list[Any]:
+        try:
+            found = twin.core.read_namespaced_endpoints("api", ns).subsets or []
+        except ApiException as error:
+            if error.status == 404:
+                return []
+            raise
+        return [a for subset in found for a in getattr(subset, field) or []]
+
+    not_ready = wait_for(
+        lambda: len(subsets("not_ready_addresses")) == 2 and subsets("not_ready_addresses"),
+        "2 not-ready addresses",
+    )
+    assert {a.target_ref.kind for a in not_ready} == {"Pod"}
+    ready = wait_for(
+        lambda: len(subsets("addresses")) == 2 and subsets("addresses"), "2 ready addresses"
+    )
+    pods = {p.status.pod_ip: p.metadata.name for p in pods_of(twin, ns, "api")}
+    assert {a.ip: a.target_ref.name for a in ready} == pods
+    port = twin.core.read_namespaced_endpoints("api", ns).subsets[0].ports[0]
+    assert (port.name, port.port, port.protocol) == ("web", 8080, "TCP")
+    twin.core.delete_namespace(ns)
+
+
+def test_silent_node_goes_unknown_and_its_pods_go_with_it(twin: TwinCluster) -> None:
+    spec = instance(twin.settings, 4)
+    twin.loop.run(twin.pool.launch(spec))
+    twin.loop.run(twin.pool.booted(spec.instance_id))
+    ns = twin.namespace()
+    twin.core.create_namespaced_pod(
+        ns,
+        {
+            "metadata": {"name": "pinned"},
+            "spec": {"nodeName": spec.node_name, "containers": [{"name": "c", "image": "nginx"}]},
+        },
+    )
+    wait_for(
+        lambda: twin.core.read_namespaced_pod("pinned", ns).status.phase == "Running",
+        "pinned running",
+    )
+    kubelet = twin.pool.kubelets[spec.instance_id]
+    twin.loop.run(kubelet.stop())  # the kubelet dies; its Node stays
+
+    def unknown() -> Any:
+        node = twin.core.read_node(spec.node_name)
+        ready = {c.type: c for c in node.status.conditions}["Ready"]
+        return (ready, node.spec.taints) if ready.status == "Unknown" and node.spec.taints else None
+
+    ready, taints = wait_for(unknown, "the silent node to go Unknown", timeout=10)
+    assert ready.reason == "NodeStatusUnknown"
+    assert ready.message == "Kubelet stopped posting node status."
+    assert {(t.key, t.effect) for t in taints} == {
+        ("node.kubernetes.io/unreachable", "NoSchedule"),
+        ("node.kubernetes.io/unreachable", "NoExecute"),
+    }
+    twin.loop.run(twin.pool.terminate(spec.instance_id))
+    wait_for(
+        lambda: not twin.core.list_namespaced_pod(ns).items,
+        "the pod of the gone node to be collected",
+    )
+    twin.core.delete_namespace(ns)
 
 
 def test_pdb_status(twin: TwinCluster) -> None:
@@ -481,6 +603,25 @@ def test_scheduler_explains_unschedulable_pods(twin: TwinCluster) -> None:
         twin.core.delete_namespace(ns)
 
 
+def test_deployment_that_cannot_progress_reports_the_deadline(twin: TwinCluster) -> None:
+    ns = twin.namespace()
+    body = deployment("stuck", 1, progressDeadlineSeconds=1)
+    body["spec"]["template"]["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "64"}}
+    twin.apps.create_namespaced_deployment(ns, body)
+
+    def progressing() -> Any:
+        status = twin.apps.read_namespaced_deployment_status("stuck", ns).status
+        found = [
+            c for c in (status.conditions if status else None) or [] if c.type == "Progressing"
+        ]
+        return found[0] if found and found[0].status == "False" else None
+
+    condition = wait_for(progressing, "Progressing=False", timeout=10)
+    assert condition.reason == "ProgressDeadlineExceeded"
+    assert condition.message.endswith("has timed out progressing.")
+    twin.core.delete_namespace(ns)
+
+
 def test_garbage_collection_of_a_deleted_deployment(twin: TwinCluster) -> None:
     ns = twin.namespace()
     twin.apps.create_namespaced_deployment(ns, deployment("gone", 2))
@@ -504,6 +645,21 @@ def test_garbage_collection_of_a_deleted_deployment(twin: TwinCluster) -> None:
     assert len(orphan) == 1
     assert not orphan[0].metadata.owner_references
     assert len(pods_of(twin, ns, "kept")) == 1
+    twin.apps.create_namespaced_deployment(ns, deployment("front", 2))
+    wait_for(lambda: available(twin, ns, "front", 2), "front ready")
+    twin.apps.delete_namespaced_deployment("front", ns, propagation_policy="Foreground")
+    held = twin.apps.read_namespaced_deployment("front", ns)
+    assert "foregroundDeletion" in held.metadata.finalizers
+    wait_for(
+        lambda: not twin.apps.list_namespaced_deployment(ns).items,
+        "front to go after its dependents",
+    )
+    assert not pods_of(twin, ns, "front")
+    assert not [
+        rs
+        for rs in twin.apps.list_namespaced_replica_set(ns).items
+        if rs.metadata.name.startswith("front-")
+    ]
     twin.core.delete_namespace(ns)
 
 
@@ -526,6 +682,7 @@ def test_job_completes_and_a_failing_job_fails(twin: TwinCluster) -> None:
         }
 
     twin.batch.create_namespaced_job(ns, job("ok", 0, completions=2, parallelism=1))
+    twin.batch.create_namespaced_job(ns, job("brief", 0, ttlSecondsAfterFinished=0))
     twin.batch.create_namespaced_job(ns, job("bad", 3, backoffLimit=1))
 
     def finished(name: str) -> Any:
@@ -540,6 +697,10 @@ def test_job_completes_and_a_failing_job_fails(twin: TwinCluster) -> None:
     bad = wait_for(lambda: finished("bad"), "job bad to finish", timeout=30)
     assert bad.failed == 2
     assert [(c.type, c.reason) for c in bad.conditions] == [("Failed", "BackoffLimitExceeded")]
+    wait_for(
+        lambda: not twin.batch.list_namespaced_job(ns, field_selector="metadata.name=brief").items,
+        "the brief job to expire after its TTL",
+    )
     twin.core.delete_namespace(ns)
 
 
@@ -587,3 +748,59 @@ def test_kubectl_drain_waits_for_the_budget(twin: TwinCluster) -> None:
         output
     )
     assert f"node/{node} drained" in output
+
+
+def test_controllers_and_kubelets_ride_out_api_faults(tmp_path: Path) -> None:
+    """With 10 % of API requests failing (429, 500, dropped connections), the control loops
+    still converge: a Deployment becomes available and a probe Job completes."""
+    cluster, stop = start_cluster(tmp_path, nodes=2, api_fault_rate=0.1)
+    client = cluster.loop.run(_client(cluster))
+
+    def call(coro_factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        def attempt() -> Any:
+            try:
+                return cluster.loop.run(coro_factory()) or True
+            except (ApiError, OSError) as error:
+                if isinstance(error, ApiError) and error.status == 409:
+                    return True  # an earlier attempt went through before its answer was lost
+                return None
+
+        return wait_for(attempt, "an API call to get through", timeout=10)
+
+    try:
+        base = "/apis/apps/v1/namespaces/default/deployments"
+        call(lambda: client.create(base, deployment("sturdy", 4)))
+        job = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "sturdy"},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {"name": "run", "image": PROBE_IMAGE, "command": ["python", "-c", "0"]}
+                        ],
+                    }
+                }
+            },
+        }
+        call(lambda: client.create("/apis/batch/v1/namespaces/default/jobs", job))
+
+        def converged() -> bool:
+            d = call(lambda: client.get(f"{base}/sturdy"))
+            j = call(lambda: client.get("/apis/batch/v1/namespaces/default/jobs/sturdy"))
+            conditions = (j.get("status") or {}).get("conditions") or []
+            return (d.get("status") or {}).get("availableReplicas") == 4 and any(
+                c["type"] == "Complete" for c in conditions
+            )
+
+        wait_for(converged, "the deployment and the job under API faults", timeout=40)
+    finally:
+        cluster.loop.run(client.close())
+        stop()
+
+
+async def _client(cluster: TwinCluster) -> KubeClient:
+    server = cluster.server
+    return KubeClient(server.url, server.ca_pem_path, server.admin_token)

@@ -4,6 +4,7 @@ exec, resolv.conf, tokens, env), simulated pods, restarts and graceful deletion.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,6 @@ def test_probe_pod_runs_in_its_sandbox_and_logs(twin: TwinCluster) -> None:
     twin.core.create_namespaced_config_map(
         ns, {"metadata": {"name": "app"}, "data": {"greeting": "hello"}}
     )
-    wait_for(lambda: twin.core.list_namespaced_service_account(ns).items, "the default SA")
     env = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
@@ -302,3 +302,23 @@ def test_node_allocatable_follows_the_eks_reservations() -> None:
     assert status["allocatable"]["cpu"] == "1930m"
     assert status["allocatable"]["memory"] == f"{(7680 - 255 - 11 * 29 - 100) * 1024}Ki"
     assert status["capacity"]["cpu"] == "2"
+
+
+def test_fault_kubelet_slow_ready(tmp_path: Path) -> None:
+    """kubelet-slow-ready: pods take slow_factor times pod_start to become Ready."""
+    cluster, stop = start_cluster(tmp_path, nodes=1, faults=frozenset({"kubelet-slow-ready"}))
+    try:
+        ns = cluster.namespace()
+        began = time.monotonic()
+        cluster.core.create_namespaced_pod(
+            ns,
+            {
+                "metadata": {"name": "slow"},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+            },
+        )
+        wait_for(lambda: is_ready(cluster, ns, "slow"), "the slow pod to become ready")
+        timings = cluster.settings.timings
+        assert time.monotonic() - began >= timings.pod_start * timings.slow_factor
+    finally:
+        stop()

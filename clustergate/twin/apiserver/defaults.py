@@ -189,6 +189,10 @@ def default_service(obj: Obj) -> None:
     obj.setdefault("status", {}).setdefault("loadBalancer", {})
 
 
+def default_secret(obj: Obj) -> None:
+    obj.setdefault("type", "Opaque")
+
+
 DEFAULTERS = {
     "pods": default_pod,
     "deployments.apps": default_deployment,
@@ -197,6 +201,7 @@ DEFAULTERS = {
     "jobs.batch": default_job,
     "namespaces": default_namespace,
     "services": default_service,
+    "secrets": default_secret,
 }
 
 

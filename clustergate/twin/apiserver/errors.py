@@ -48,7 +48,8 @@ def failure_status(
     return body
 
 
-def success_status(code: int = 200, details: dict[str, Any] | None = None) -> dict[str, Any]:
+def success_status(code: int | None = 200, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A Success Status; ``code`` None leaves it out, as a delete's answer does."""
     body: dict[str, Any] = {
         "kind": "Status",
         "apiVersion": "v1",
@@ -57,7 +58,8 @@ def success_status(code: int = 200, details: dict[str, Any] | None = None) -> di
     }
     if details is not None:
         body["details"] = details
-    body["code"] = code
+    if code is not None:
+        body["code"] = code
     return body
 
 

@@ -29,8 +29,18 @@ NAMESPACES = resource("", "v1", "namespaces")
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 #: Resources a PUT may create (AllowCreateOnUpdate in their registry strategies).
 _CREATE_ON_UPDATE = frozenset({"endpoints", "events", "leases.coordination.k8s.io"})
-#: Resources whose DELETE answers with the object even when it is gone (ReturnDeletedObject).
-_RETURN_DELETED = frozenset({"pods"})
+#: Resources whose DELETE answers with the object even when it is gone (ReturnDeletedObject in
+#: their registry stores); the others answer a Success Status naming what went.
+_RETURN_DELETED = frozenset({"pods", "services", "namespaces", "serviceaccounts"})
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+CONTINUE_EXPIRED = (
+    "The provided continue parameter is too old to display a consistent list result. You can "
+    "start a new list without the continue parameter."
+)
+NAMESPACE_FINALIZING = (
+    "The system is ensuring all content is removed from this namespace.  Upon completion, this "
+    "namespace will automatically be purged by the system."
+)
 _IGNORED_ON_COMPARE = ("resourceVersion", "managedFields")
 
 
@@ -73,6 +83,8 @@ class DeleteOptions:
     uid: str | None = None
     resource_version: str | None = None
     dry_run: bool = False
+    #: orphanDependents as sent (deprecated, but it picks the 202 answer of a pending delete).
+    orphan_dependents: bool | None = None
 
     @classmethod
     def parse(cls, query: dict[str, str], body: Obj | None) -> DeleteOptions:
@@ -85,6 +97,7 @@ class DeleteOptions:
             propagation = "Orphan" if str(orphan).lower() == "true" else "Background"
         dry_run = query.get("dryRun") or body.get("dryRun")
         return cls(
+            orphan_dependents=None if orphan is None else str(orphan).lower() == "true",
             grace_period=None if grace is None else int(grace),
             propagation=propagation,
             uid=preconditions.get("uid"),
@@ -166,7 +179,8 @@ class Registry:
             and field_selector.matches(obj, translate)
         )
 
-    def list(self, rt: ResourceType, query: ListQuery) -> Obj:
+    def list(self, rt: ResourceType, query: ListQuery, stored: bool = False) -> Obj:
+        """A list page; ``stored`` keeps items as stored (no group view), for printing."""
         matches = self.matcher(rt, query.label_selector, query.field_selector)
         node = None
         if rt.key == "pods":
@@ -176,13 +190,17 @@ class Registry:
         if query.continue_token:
             try:
                 token = orjson.loads(base64.urlsafe_b64decode(query.continue_token))
-                after, revision = (token["start"][0], token["start"][1]), token["rv"]
+                after, revision = (token["start"][0], token["start"][1]), int(token["rv"])
             except (ValueError, KeyError, TypeError) as error:
                 raise errors.bad_request(f"continue key is not valid: {error}") from error
+            if self.store.too_old(revision):
+                raise errors.gone(CONTINUE_EXPIRED)
         items: list[Obj] = []
         last: Key | None = None
         more = False
-        for obj in self.store.scan(rt.key, query.namespace, after, node):
+        # Later pages read the store as it was at the first page's resourceVersion, as etcd
+        # serves them from a snapshot at that revision.
+        for obj in self.store.scan_at(rt.key, revision, query.namespace, after, node):
             if not matches(obj):
                 continue
             if query.limit and len(items) == query.limit:
@@ -198,7 +216,7 @@ class Registry:
             unfiltered = not query.label_selector and not query.field_selector
             if unfiltered and not query.namespace:
                 metadata["remainingItemCount"] = self.store.remaining_after(rt.key, last)
-        view = self.view(rt)
+        view = None if stored else self.view(rt)
         return {
             "kind": f"{rt.kind}List",
             "apiVersion": rt.api_version,
@@ -265,13 +283,8 @@ class Registry:
         if rt.tracks_generation:
             meta["generation"] = 1
         apply_defaults(rt, obj)
-        if rt.key == "pods" and not self.settings.has_fault("webhook-off"):
-            account = obj["spec"]["serviceAccountName"]
-            mutate_pod(
-                obj,
-                self.store.get("serviceaccounts", namespace, account),
-                self.settings.network.region,
-            )
+        if rt.key == "pods":
+            self._admit_pod(rt, namespace, obj)
         causes = validate(rt, obj)
         if causes:
             raise errors.invalid(rt, name, causes)
@@ -282,6 +295,24 @@ class Registry:
         if dry_run:
             return self.output(rt, obj)
         return self.output(rt, self.store.add(rt.key, obj))
+
+    def _admit_pod(self, rt: ResourceType, namespace: str, pod: Obj) -> None:
+        """The ServiceAccount admission plugin (the account must exist; mirror pods carry
+        none), then the EKS pod identity webhook."""
+        name, account = pod["metadata"]["name"], pod["spec"]["serviceAccountName"]
+        service_account = self.store.get("serviceaccounts", namespace, account)
+        mirror = MIRROR_ANNOTATION in (pod["metadata"].get("annotations") or {})
+        if service_account is None and not mirror:
+            raise errors.forbidden(
+                rt.qualified,
+                name,
+                rt.group,
+                rt.plural,
+                f"error looking up service account {namespace}/{account}: serviceaccount "
+                f'"{account}" not found',
+            )
+        if not self.settings.has_fault("webhook-off"):
+            mutate_pod(pod, service_account, self.settings.network.region)
 
     def _allocate_service(self, rt: ResourceType, obj: Obj) -> None:
         spec = obj["spec"]
@@ -458,6 +489,9 @@ class Registry:
                 f"{options.resource_version}, ResourceVersion in object meta: "
                 f"{meta['resourceVersion']}",
             )
+        terminating = rt.key == "namespaces" and meta.get("deletionTimestamp")
+        if terminating and (current.get("spec") or {}).get("finalizers"):
+            raise errors.conflict(rt, name, NAMESPACE_FINALIZING)
         grace = self._grace_period(rt, current, options)
         if options.dry_run:
             return self.output(rt, current), grace == 0

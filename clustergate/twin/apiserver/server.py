@@ -19,7 +19,16 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from clustergate.twin.apiserver import discovery, errors, eviction, openapi, proxy, reviews
+from clustergate.twin.apiserver import (
+    api_faults,
+    discovery,
+    errors,
+    eviction,
+    openapi,
+    proxy,
+    reviews,
+    tables,
+)
 from clustergate.twin.apiserver.auth import (
     ANONYMOUS,
     Attributes,
@@ -55,6 +64,7 @@ PUBLIC_PATHS = ("/version", "/healthz", "/livez", "/readyz", "/.well-known/", "/
 #: Default watch length when the client names none (the real server picks 30-60 min).
 DEFAULT_WATCH_SECONDS = 1800
 _ADMIN_USER = "kubernetes-admin"
+_COMPONENTS_USER = "system:twin-components"
 
 
 def json_response(
@@ -78,7 +88,9 @@ class ApiServer:
         *,
         bookmark_interval: float = 5.0,
         watch_history: int = 50_000,
+        fault_seed: int | str | None = None,
     ) -> None:
+        """``fault_seed`` makes the requests that settings.api_fault_rate fails reproducible."""
         self.settings = settings
         self.netmap = netmap
         self.kubelets = kubelets
@@ -87,10 +99,16 @@ class ApiServer:
         self.registry = Registry(self.store, settings)
         self.issuer_keys = Issuer(settings.network.region)
         self.admin_token = secrets.token_urlsafe(32)
+        #: Cluster-admin too, for the twin's own components (controllers, kubelets): requests
+        #: bearing it are never failed by api_fault_rate, which is for the clients under test.
+        self.internal_token = secrets.token_urlsafe(32)
+        admin_groups = ("system:masters", "system:authenticated")
         self._identities: dict[str, Identity] = {
-            self.admin_token: Identity(_ADMIN_USER, ("system:masters", "system:authenticated"))
+            self.admin_token: Identity(_ADMIN_USER, admin_groups),
+            self.internal_token: Identity(_COMPONENTS_USER, admin_groups),
         }
         self._counts: Counter[tuple[str, str]] = Counter()
+        self.faults = api_faults.ApiFaults(settings.api_fault_rate, fault_seed)
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.port = 0
@@ -123,7 +141,9 @@ class ApiServer:
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         self.registry.bootstrap("127.0.0.1", self.port)
-        app = web.Application(middlewares=[self._errors], client_max_size=64 * 1024 * 1024)
+        app = web.Application(
+            middlewares=[self._inject_faults, self._errors], client_max_size=64 * 1024 * 1024
+        )
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -162,6 +182,32 @@ class ApiServer:
         except (ValueError, KeyError, TypeError) as error:
             failure = errors.bad_request(f"bad request: {error}")
             return json_response(failure.status(), 400)
+
+    @web.middleware
+    async def _inject_faults(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """settings.api_fault_rate: fail a share of token-bearing requests; never the OIDC
+        documents (STS and other outside parties read those, not the clients under test) nor
+        requests with the internal token."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        bearer = scheme.lower() == "bearer" and token.strip() != self.internal_token
+        if not bearer or self._oidc_document(request.path):
+            return await handler(request)
+        fault = self.faults.draw()
+        if fault is None:
+            return await handler(request)
+        self._counts[("fault", fault)] += 1
+        if fault == "429":
+            error = api_faults.too_many_requests()
+        elif fault == "500":
+            error = api_faults.internal_error()
+        else:
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=500)  # never sent: the connection is gone
+        return json_response(error.status(), error.code, error.headers)
+
+    def _oidc_document(self, path: str) -> bool:
+        return path.startswith(("/.well-known/", "/openid/", self.issuer_keys.path))
 
     def _authenticate(self, request: web.Request) -> Identity:
         header = request.headers.get("Authorization", "")
@@ -310,6 +356,10 @@ class ApiServer:
             )
         counted = f"{rt.plural}/{target.subresource}" if target.subresource else rt.plural
         self._counts[(verb, counted)] += 1
+        if not target.subresource and verb not in rt.verbs:
+            raise errors.method_not_allowed(verb)
+        if rt.namespaced and not target.namespace and verb in ("create", "deletecollection"):
+            raise errors.method_not_allowed(verb)  # only list and watch span namespaces
         if rt.plural in VIRTUAL:
             return await self._review(request, identity, target)
         if target.subresource:
@@ -344,8 +394,13 @@ class ApiServer:
     ) -> web.StreamResponse:
         rt, ns, query = target.rt, self._scope(target), request.query
         registry = self.registry
+        table = tables.table_request(request.headers.get("Accept", ""), query.get("includeObject"))
         if verb == "get":
-            return json_response(registry.output(rt, registry.get(rt, ns, target.name)))
+            obj = registry.get(rt, ns, target.name)
+            if table is not None:
+                meta = {"resourceVersion": obj["metadata"]["resourceVersion"]}
+                return json_response(tables.to_table(rt, [obj], meta, table, registry.view(rt)))
+            return json_response(registry.output(rt, obj))
         if verb in ("list", "watch"):
             list_query = ListQuery(
                 namespace=ns,
@@ -355,7 +410,14 @@ class ApiServer:
                 continue_token=query.get("continue", ""),
             )
             if verb == "watch":
-                return await self._watch(request, target, list_query)
+                return await self._watch(request, target, list_query, table)
+            if table is not None:
+                listed = registry.list(rt, list_query, stored=True)
+                return json_response(
+                    tables.to_table(
+                        rt, listed["items"], listed["metadata"], table, registry.view(rt)
+                    )
+                )
             return json_response(registry.list(rt, list_query))
         if verb == "create":
             dry_run = bool(query.get("dryRun"))
@@ -374,11 +436,16 @@ class ApiServer:
                 details = {"name": target.name, "kind": rt.plural, "uid": obj["metadata"]["uid"]}
                 if rt.group:
                     details["group"] = rt.group
-                return json_response(errors.success_status(200, details))
-            return json_response(obj)
+                return json_response(errors.success_status(None, details))
+            # k8s.io/apiserver handlers/delete.go: 202 only for a pending delete that asked
+            # orphanDependents=false; every other answer is 200, pending or not.
+            pending_cascade = not gone and options.orphan_dependents is False
+            return json_response(obj, 202 if pending_cascade else 200)
         return await self._delete_collection(request, target)
 
     async def _delete_collection(self, request: web.Request, target: ResourcePath) -> web.Response:
+        """Delete what the selectors list; answer that list as it was before the deletes, as
+        the generic registry's DeleteCollection does (objects gone meanwhile are skipped)."""
         rt, ns, query = target.rt, self._scope(target), request.query
         options = DeleteOptions.parse(dict(query), await self._body(request))
         listed = self.registry.list(
@@ -389,18 +456,21 @@ class ApiServer:
                 field_selector=query.get("fieldSelector", ""),
             ),
         )
-        deleted = []
         for obj in listed["items"]:
             meta = obj["metadata"]
-            with contextlib.suppress(ApiError):
-                deleted.append(
-                    self.registry.delete(rt, meta.get("namespace", ""), meta["name"], options)[0]
-                )
-        listed["items"] = deleted
+            try:
+                self.registry.delete(rt, meta.get("namespace", ""), meta["name"], options)
+            except ApiError as error:
+                if error.code != 404:
+                    raise
         return json_response(listed)
 
     async def _watch(
-        self, request: web.Request, target: ResourcePath, query: ListQuery
+        self,
+        request: web.Request,
+        target: ResourcePath,
+        query: ListQuery,
+        table: tables.TableRequest | None,
     ) -> web.StreamResponse:
         rt = target.rt
         params = request.query
@@ -409,6 +479,8 @@ class ApiServer:
         initial = _flag(params.get("sendInitialEvents"))
         timeout = float(params.get("timeoutSeconds") or DEFAULT_WATCH_SECONDS)
         watcher = self.registry.watcher(rt, query)
+        if table is not None:
+            watcher.view = tables.watch_view(rt, table, watcher.view)
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         response.enable_chunked_encoding()
         if version and version != "0" and not initial:

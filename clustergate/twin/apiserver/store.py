@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import heapq
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -137,6 +138,60 @@ class Store:
             if obj is not None:
                 yield obj
 
+    def scan_at(
+        self,
+        resource: str,
+        revision: int,
+        namespace: str = "",
+        after: Key | None = None,
+        node: str | None = None,
+    ) -> Iterator[Obj]:
+        """scan() as the store was at ``revision``, which must not be compacted (too_old):
+        the current objects with the history since ``revision`` undone."""
+        before = self._before(resource, revision)
+        if not before:
+            yield from self.scan(resource, namespace, after, node)
+            return
+
+        def in_scan(key: Key, obj: Obj | None) -> bool:
+            return (
+                obj is not None
+                and (after is None or key > after)
+                and (not namespace or key[0] == namespace)
+                and (node is None or node_of(obj) == node)
+            )
+
+        def current() -> Iterator[tuple[Key, Obj]]:
+            for obj in self.scan(resource, namespace, after, node):
+                key = key_of(obj)
+                then = before.get(key, obj)
+                if then is not None and in_scan(key, then):
+                    yield key, then
+
+        gone_since = sorted(
+            (
+                (key, old)
+                for key, old in before.items()
+                if old is not None
+                and in_scan(key, old)
+                and not in_scan(key, self.get(resource, *key))
+            ),
+            key=lambda item: item[0],
+        )
+        for _, obj in heapq.merge(current(), gone_since, key=lambda item: item[0]):
+            yield obj
+
+    def _before(self, resource: str, revision: int) -> dict[Key, Obj | None]:
+        """For each key of ``resource`` changed after ``revision``: its object then (None
+        when it did not exist yet)."""
+        before: dict[Key, Obj | None] = {}
+        for event in self._events_after(revision):
+            if event.resource == resource:
+                key = key_of(event.obj)
+                if key not in before:
+                    before[key] = None if event.type == "ADDED" else event.old
+        return before
+
     def remaining_after(self, resource: str, after: Key) -> int:
         keys = self._keys.get(resource, [])
         return len(keys) - bisect.bisect_right(keys, after)
@@ -172,7 +227,7 @@ class Store:
         del keys[bisect.bisect_left(keys, key)]
         self._index_node(resource, key, old, None)
         gone = {**obj, "metadata": {**obj["metadata"], "resourceVersion": self._next()}}
-        self._emit(resource, "DELETED", gone, None)
+        self._emit(resource, "DELETED", gone, old)
         return gone
 
     def _index_node(self, resource: str, key: Key, old: Obj | None, new: Obj | None) -> None:

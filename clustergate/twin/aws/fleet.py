@@ -240,9 +240,7 @@ class Fleet:
             in self._never_ready,
         )
 
-    def _describe(
-        self, plan: GroupPlan, template_version: str
-    ) -> tuple[int, str, dict[str, Any]]:
+    def _describe(self, plan: GroupPlan, template_version: str) -> tuple[int, str, dict[str, Any]]:
         """(the launch template version's IMDS hop limit and image, the EKS node group as it
         is now)."""
         key = (plan.launch_template_id, template_version)

@@ -8,6 +8,9 @@ signature), except:
   gains ``SubjectFromWebIdentityToken``, ``Audience`` and ``Provider``, which moto leaves out.
 - EKS cluster descriptions: moto invents an OIDC issuer and cannot be told another, so the
   gateway writes the twin's issuer into ``cluster.identity.oidc.issuer``.
+- EKS node-group version updates (UpdateNodegroupVersion, DescribeUpdate, ListUpdates), which
+  moto lacks, are answered by :class:`NodegroupUpdates` once the AWS side attached it; it also
+  shows an update's outcome in DescribeNodegroup.
 - Auto Scaling and EKS calls that may change a group are reported to a listener, so instances
   follow desired capacity at once rather than at the next poll.
 """
@@ -24,6 +27,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from clustergate.twin.aws.nodegroup_updates import NodegroupUpdates
 from clustergate.twin.aws.query_errors import QueryApiError
 from clustergate.twin.aws.web_identity import VerifiedIdentity, WebIdentityVerifier
 
@@ -66,6 +70,8 @@ class Gateway:
         self._verifier = verifier
         #: cluster name -> the issuer DescribeCluster reports for it
         self.cluster_issuers: dict[str, str] = {}
+        #: Answers node-group version updates (set by the AWS side once it has node groups).
+        self.nodegroup_updates: NodegroupUpdates | None = None
         self._scaling_listeners: list[Callable[[], None]] = []
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self.app.router.add_route("*", "/{tail:.*}", self._handle)
@@ -83,10 +89,16 @@ class Gateway:
             except QueryApiError as error:
                 log.info("AssumeRoleWithWebIdentity refused: %s", error)
                 return error.to_response()
-        response = await self._forward(request, body)
         service = _signed_service(request)
+        if service == "eks" and self.nodegroup_updates is not None:
+            answer = await self.nodegroup_updates.handle(request, body)
+            if answer is not None:
+                return answer
+        response = await self._forward(request, body)
         if service == "eks":
             response = self._rewrite_cluster_issuer(response)
+            if self.nodegroup_updates is not None:
+                response = self.nodegroup_updates.rewrite_nodegroup(request, response)
         changing = request.method != "GET" and not params.get("Action", "").startswith("Describe")
         if service in ("autoscaling", "eks") and changing:
             for listener in self._scaling_listeners:

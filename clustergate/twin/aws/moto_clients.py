@@ -6,6 +6,8 @@ They are for the AWS side's own bookkeeping; blocking calls, so callers run them
 
 from __future__ import annotations
 
+import functools
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,16 @@ from botocore.config import Config
 ADMIN_ACCESS_KEY = "AKIACLUSTERGATETWIN0"
 ADMIN_SECRET_KEY = "clustergate-twin-admin-secret"
 
+#: One session for every client: it caches the service models it loaded (EC2's alone takes a
+#: second), so a restarted AWS side builds its clients at once. Sessions are not thread-safe
+#: while creating clients, hence the lock.
+_SESSION_LOCK = threading.Lock()
+
+
+@functools.cache
+def _session() -> boto3.session.Session:
+    return boto3.session.Session()
+
 
 @dataclass(frozen=True)
 class OidcProvider:
@@ -25,14 +37,15 @@ class OidcProvider:
 
 
 def client(service: str, endpoint_url: str, region: str) -> Any:
-    return boto3.session.Session().client(
-        service,
-        endpoint_url=endpoint_url,
-        region_name=region,
-        aws_access_key_id=ADMIN_ACCESS_KEY,
-        aws_secret_access_key=ADMIN_SECRET_KEY,
-        config=Config(retries={"max_attempts": 2, "mode": "standard"}),
-    )
+    with _SESSION_LOCK:
+        return _session().client(
+            service,
+            endpoint_url=endpoint_url,
+            region_name=region,
+            aws_access_key_id=ADMIN_ACCESS_KEY,
+            aws_secret_access_key=ADMIN_SECRET_KEY,
+            config=Config(retries={"max_attempts": 2, "mode": "standard"}),
+        )
 
 
 class MotoClients:

@@ -108,14 +108,13 @@ class NodegroupRollout:
         for start in range(0, len(old), batch_size):
             batch = old[start : start + batch_size]
             await self._scale_up(len(batch))
-            nodes = {iid: self._fleet.instances[iid].node_name for iid in batch}
             if not skip_drain:
                 if not cordoned:
-                    await self._cordon([self._fleet.instances[iid].node_name for iid in old])
+                    await self._cordon([node for iid in old if (node := self._node_of(iid))])
                     cordoned = True
-                await self._drain(list(nodes.values()))
-            for instance_id, node in nodes.items():
-                await self._terminate(instance_id, node)
+                await self._drain([node for iid in batch if (node := self._node_of(iid))])
+            for instance_id in batch:
+                await self._terminate(instance_id, self._node_of(instance_id))
         await asyncio.to_thread(
             self._moto.autoscaling.update_auto_scaling_group,
             AutoScalingGroupName=self._plan.asg_name,
@@ -125,6 +124,10 @@ class NodegroupRollout:
         )
         self._fleet.poke()
         return version
+
+    def _node_of(self, instance_id: str) -> str | None:
+        spec = self._fleet.instances.get(instance_id)
+        return spec.node_name if spec else None
 
     def _batch_size(self, old: int) -> int:
         if self._target.max_unavailable_percentage is not None:
@@ -192,7 +195,7 @@ class NodegroupRollout:
                 break
             await asyncio.sleep(POLL_SECONDS)
         stuck = [iid for iid in new if iid not in ready]
-        names = [self._fleet.instances[iid].node_name for iid in stuck if iid in self._fleet.instances]
+        names = [node for iid in stuck if (node := self._node_of(iid))]
         raise UpdateFailure(
             "NodeCreationFailure",
             "Instances failed to join the kubernetes cluster",
@@ -211,13 +214,19 @@ class NodegroupRollout:
         for node in nodes:
             await self._client.patch(
                 resource_path("v1", "nodes", name=node),
-                {"metadata": {"labels": {EXCLUDE_FROM_LB: "true"}}, "spec": {"unschedulable": True}},
+                {
+                    "metadata": {"labels": {EXCLUDE_FROM_LB: "true"}},
+                    "spec": {"unschedulable": True},
+                },
             )
 
     async def _drain(self, nodes: list[str]) -> None:
         limit = self._settings.timings.upgrade_eviction_limit
         left = await asyncio.gather(
-            *(drain_node(self._client, node, force=self._target.force, limit=limit) for node in nodes)
+            *(
+                drain_node(self._client, node, force=self._target.force, limit=limit)
+                for node in nodes
+            )
         )
         failed = [node for node, pods in zip(nodes, left, strict=True) if pods]
         if failed:
@@ -234,7 +243,7 @@ class NodegroupRollout:
                 failed,
             )
 
-    async def _terminate(self, instance_id: str, node: str) -> None:
+    async def _terminate(self, instance_id: str, node: str | None) -> None:
         await asyncio.to_thread(
             self._moto.autoscaling.terminate_instance_in_auto_scaling_group,
             InstanceId=instance_id,
@@ -243,8 +252,10 @@ class NodegroupRollout:
         self._fleet.poke()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + TERMINATION_SECONDS
-        path = resource_path("v1", "nodes", name=node)
-        while instance_id in self._fleet.instances or await self._client.get_or_none(path):
+        path = resource_path("v1", "nodes", name=node) if node else None
+        while instance_id in self._fleet.instances or (
+            path and await self._client.get_or_none(path)
+        ):
             if loop.time() >= deadline:
                 raise TimeoutError(
                     f"instance {instance_id} (node {node}) was terminated but after "

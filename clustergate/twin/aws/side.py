@@ -15,8 +15,10 @@ from moto.server import ThreadedMotoServer
 from clustergate.twin.aws.facts import AwsFacts
 from clustergate.twin.aws.fleet import Fleet
 from clustergate.twin.aws.gateway import Gateway
+from clustergate.twin.aws.images import ImageCatalog
 from clustergate.twin.aws.issuer_keys import IssuerKeys
 from clustergate.twin.aws.moto_clients import MotoClients
+from clustergate.twin.aws.nodegroup_updates import ClientFactory, NodegroupUpdates
 from clustergate.twin.aws.provision import (
     EKS_OIDC_ROOT_THUMBPRINT,
     DefaultVpc,
@@ -54,6 +56,8 @@ def ca_thumbprint(ca_pem_path: str) -> str:
 
 class AwsSide:
     """Start with :meth:`start`, create the cluster's AWS resources with :meth:`bootstrap`.
+    Node-group version updates drain nodes through the Kubernetes API with a client from the
+    factory given to :meth:`attach_kubernetes` (before or after bootstrap).
 
     moto keeps its state per process: one AwsSide per process at a time (start resets it).
     """
@@ -70,7 +74,17 @@ class AwsSide:
         self._keys: IssuerKeys | None = None
         self._gateway: Gateway | None = None
         self._network: asyncio.Task[DefaultVpc] | None = None
+        self._images = ImageCatalog()
+        self._client_factory: ClientFactory | None = None
+        self._updates: NodegroupUpdates | None = None
         self.fleet: Fleet | None = None
+
+    def attach_kubernetes(self, client_factory: ClientFactory) -> None:
+        """Give node-group updates an admin Kubernetes client factory (cordon, evict, watch
+        nodes); until then UpdateNodegroupVersion answers ServerException."""
+        self._client_factory = client_factory
+        if self._updates is not None:
+            self._updates.client_factory = client_factory
 
     async def start(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -86,7 +100,9 @@ class AwsSide:
             MotoClients, self.moto_url, self.settings.network.region
         )
         self._network = asyncio.create_task(
-            asyncio.to_thread(look_around, self._moto, self.settings.network.kubernetes_version)
+            asyncio.to_thread(
+                look_around, self._moto, self.settings.network.kubernetes_version, self._images
+            )
         )
         self._keys = IssuerKeys(self.netmap, self._session)
         self._gateway = Gateway(
@@ -125,8 +141,15 @@ class AwsSide:
         provisioned = await asyncio.to_thread(
             provision, self._moto, self.settings, await self._network, issuer, thumbprint
         )
-        self.fleet = Fleet(self.settings, self.netmap, self._moto, launcher, provisioned)
+        self.fleet = Fleet(
+            self.settings, self.netmap, self._moto, launcher, provisioned, self._images
+        )
         self._gateway.on_scaling_change(self.fleet.poke)
+        self._updates = NodegroupUpdates(
+            self.settings, self._moto, self.fleet, self._images, provisioned.groups
+        )
+        self._updates.client_factory = self._client_factory
+        self._gateway.nodegroup_updates = self._updates
         await self.fleet.reconcile()
         self.fleet.start()
         return AwsFacts(
@@ -149,6 +172,9 @@ class AwsSide:
             with contextlib.suppress(Exception):
                 await self._network
             self._network = None
+        if self._updates is not None:
+            await self._updates.stop()
+            self._updates = None
         if self.fleet is not None:
             await self.fleet.stop()
             self.fleet = None

@@ -10,8 +10,10 @@ from clustergate.twin.controllers.objects import (
     Obj,
     controller_ref,
     is_terminating,
+    now,
     owned_by,
     owner_reference,
+    parse_time,
     set_condition,
     timestamp,
 )
@@ -343,14 +345,7 @@ class DeploymentController(Controller):
                 stamp,
             )
         elif new is not None:
-            conditions = _condition(
-                conditions,
-                "Progressing",
-                "True",
-                "ReplicaSetUpdated",
-                f'ReplicaSet "{new_name}" is progressing.',
-                stamp,
-            )
+            conditions = self._progress(deployment, current, status, conditions, new_name, stamp)
         status["conditions"] = conditions
         if _same_status(current, status):
             return
@@ -363,6 +358,43 @@ class DeploymentController(Controller):
         except ApiError as error:
             if error.status != 404:
                 raise
+
+    def _progress(
+        self,
+        deployment: Obj,
+        current: Obj,
+        status: Obj,
+        conditions: list[Obj],
+        new_name: str,
+        stamp: str,
+    ) -> list[Obj]:
+        """Progressing while pods move (lastUpdateTime follows each step); False with
+        ProgressDeadlineExceeded once nothing moved for progressDeadlineSeconds."""
+        counts = ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
+        moved = any(current.get(k, 0) != status[k] for k in counts)
+        existing = next((c for c in conditions if c.get("type") == "Progressing"), None)
+        deadline = float(deployment["spec"].get("progressDeadlineSeconds", 600))
+        since = parse_time((existing or {}).get("lastUpdateTime"))
+        if moved or since is None or existing.get("reason") == "NewReplicaSetAvailable":
+            self.queue.add_after(object_key(deployment), deadline + 0.5)
+            return set_condition(
+                conditions,
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                f'ReplicaSet "{new_name}" is progressing.',
+                lastUpdateTime=stamp,
+            )
+        if (now() - since).total_seconds() > deadline:
+            return _condition(
+                conditions,
+                "Progressing",
+                "False",
+                "ProgressDeadlineExceeded",
+                f'ReplicaSet "{new_name}" has timed out progressing.',
+                stamp,
+            )
+        return conditions
 
 
 def _condition(

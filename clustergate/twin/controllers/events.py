@@ -28,7 +28,7 @@ class EventRecorder:
         """Record an event about ``obj``; failures are logged, never raised (as client-go)."""
         try:
             await self._record(obj, event_type, reason, message)
-        except (ApiError, OSError) as error:
+        except ApiError as error:
             log.warning("event %s for %s not recorded: %s", reason, obj["metadata"]["name"], error)
 
     async def _record(self, obj: Obj, event_type: str, reason: str, message: str) -> None:

@@ -149,9 +149,11 @@ class GarbageCollector(Controller):
             for dep_plural, dependent in live:
                 group_version, _ = self.dependents[dep_plural]
                 meta = dependent["metadata"]
+                # Dependents that own things themselves go in the foreground too; pods own
+                # nothing, and a foregroundDeletion finalizer on them would never be cleared.
                 await self.client.delete(
                     resource_path(group_version, dep_plural, meta.get("namespace"), meta["name"]),
-                    propagation_policy="Foreground",
+                    propagation_policy="Foreground" if dep_plural in self.owners else "Background",
                 )
             if not dependents:
                 await self._drop_finalizer(plural, owner, "foregroundDeletion")

@@ -11,8 +11,10 @@ from clustergate.twin.controllers.objects import (
     condition,
     controller_ref,
     is_terminating,
+    now,
     owned_by,
     owner_reference,
+    parse_time,
     pod_active,
     pod_ready,
     set_condition,
@@ -51,7 +53,7 @@ class JobController(Controller):
         self.pods.add_handler(self._on_pod)
 
     def keys(self) -> list[str]:
-        return [object_key(job) for job in self.jobs.list() if not job_finished(job)]
+        return [object_key(job) for job in self.jobs.list()]
 
     def _on_pod(self, kind: str, pod: Obj, old: Obj | None) -> None:
         ref = controller_ref(pod)
@@ -63,7 +65,10 @@ class JobController(Controller):
         if job is None:
             self.pending.forget(key)
             return
-        if is_terminating(job) or job_finished(job):
+        if is_terminating(job):
+            return
+        if job_finished(job):
+            await self._expire(key, job)
             return
         job = {**job, "apiVersion": "batch/v1", "kind": "Job"}
         spec = job["spec"]
@@ -129,6 +134,29 @@ class JobController(Controller):
         except ApiError as error:
             if error.status != 404:
                 raise
+
+    async def _expire(self, key: str, job: Obj) -> None:
+        """The TTL-after-finished controller: delete a finished Job (and, in the background,
+        its pods) ttlSecondsAfterFinished after it finished."""
+        ttl = job["spec"].get("ttlSecondsAfterFinished")
+        if ttl is None:
+            return
+        finished = [
+            parse_time(c.get("lastTransitionTime"))
+            for c in (job.get("status") or {}).get("conditions") or []
+            if c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+        ]
+        moment = max((f for f in finished if f is not None), default=None)
+        left = float(ttl) - ((now() - moment).total_seconds() if moment else 0.0)
+        if left > 0:
+            self.queue.add_after(key, left + 0.1)
+            return
+        meta = job["metadata"]
+        await self.client.delete(
+            resource_path("batch/v1", "jobs", meta["namespace"], meta["name"]),
+            propagation_policy="Background",
+            uid=meta["uid"],
+        )
 
     async def _create(self, job: Obj, key: str, count: int) -> None:
         meta = job["metadata"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 from decimal import Decimal
@@ -31,6 +32,7 @@ _SUFFIXES = {
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_quantity(value: str | int | float) -> Decimal:
     """A resource.Quantity string (``100m``, ``1.5Gi``, ``2``, ``1e3``) as a number."""
     if isinstance(value, int | float):

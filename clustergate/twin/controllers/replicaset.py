@@ -127,6 +127,7 @@ class ReplicaSetController(Controller):
         if rs is None:
             self.pending.forget(key)
             return
+        rs = {**rs, "apiVersion": "apps/v1", "kind": "ReplicaSet"}
         pods = self.owned_pods(rs)
         deleting = self.pending.unseen_deletes(
             key, {p["metadata"]["uid"] for p in pods_alive(pods)}
@@ -153,9 +154,7 @@ class ReplicaSetController(Controller):
                 "namespace": meta["namespace"],
                 "labels": dict(template.get("metadata", {}).get("labels") or {}),
                 "annotations": dict(template.get("metadata", {}).get("annotations") or {}),
-                "ownerReferences": [
-                    owner_reference({**rs, "apiVersion": "apps/v1", "kind": "ReplicaSet"})
-                ],
+                "ownerReferences": [owner_reference(rs)],
             },
             "spec": template["spec"],
         }
@@ -189,7 +188,10 @@ class ReplicaSetController(Controller):
             rs = self.sets.get(key)
             if rs is not None:
                 await self.events.record(
-                    rs, "Normal", "SuccessfulDelete", f"Deleted pod: {meta['name']}"
+                    {**rs, "apiVersion": "apps/v1", "kind": "ReplicaSet"},
+                    "Normal",
+                    "SuccessfulDelete",
+                    f"Deleted pod: {meta['name']}",
                 )
 
         await asyncio.gather(*(delete_one(pod) for pod in pods))

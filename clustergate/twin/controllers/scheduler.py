@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from clustergate.twin.controllers.base import Controller, SharedInformers
@@ -35,6 +36,7 @@ class Scheduler(Controller):
         #: pod key -> node name, between a successful binding and the watch showing it.
         self._assumed: dict[str, str] = {}
         self._unschedulable: set[str] = set()
+        self._binding: set[asyncio.Task[None]] = set()
         self.pods.add_handler(self._on_pod)
         self.nodes.add_handler(self._on_node)
 
@@ -46,7 +48,7 @@ class Scheduler(Controller):
         if kind == "DELETED" or pod["spec"].get("nodeName"):
             self._assumed.pop(key, None)
             self._unschedulable.discard(key)
-            if kind == "DELETED" or (old is not None and not pod_finished(old)):
+            if kind == "DELETED" or (old is not None and _frees_room(old, pod)):
                 self._retry_unschedulable()
             return
         if self._wants(pod):
@@ -94,10 +96,22 @@ class Scheduler(Controller):
             self.queue.add_after(key, _RETRY_UNSCHEDULABLE)
             await self._mark_unschedulable(pod, decision.message)
             return
-        await self._bind(pod, decision.node)
+        # Assume the pod is on its node now and bind in the background, as kube-scheduler's
+        # binding cycle does: the next pod is scheduled against the assumed state.
+        self._assumed[key] = decision.node
+        self._unschedulable.discard(key)
+        task = asyncio.create_task(self._bind(pod, decision.node), name=f"bind {key}")
+        self._binding.add(task)
+        task.add_done_callback(self._binding.discard)
+
+    async def stop(self) -> None:
+        for task in list(self._binding):
+            task.cancel()
+        await super().stop()
 
     async def _bind(self, pod: Obj, node_name: str) -> None:
         meta = pod["metadata"]
+        key = object_key(pod)
         path = resource_path("v1", "pods", meta["namespace"], meta["name"])
         binding = {
             "apiVersion": "v1",
@@ -108,13 +122,13 @@ class Scheduler(Controller):
         try:
             await self.client.post_subresource(path, "binding", binding)
         except ApiError as error:
-            if error.status in (404, 409):
-                return  # deleted meanwhile, or bound by someone else: the watch will say
-            raise
-        self._assumed[object_key(pod)] = node_name
-        self._unschedulable.discard(object_key(pod))
+            self._assumed.pop(key, None)
+            if error.status not in (404, 409):  # gone meanwhile, or bound by someone else
+                log.warning("binding %s to %s failed: %s", key, node_name, error)
+                self.queue.add_after(key, 1.0)
+            return
         await self.events.record(
-            pod,
+            {**pod, "apiVersion": "v1", "kind": "Pod"},
             "Normal",
             "Scheduled",
             f"Successfully assigned {meta['namespace']}/{meta['name']} to {node_name}",
@@ -138,4 +152,13 @@ class Scheduler(Controller):
             except ApiError as error:
                 if error.status != 404:
                     raise
-        await self.events.record(pod, "Warning", "FailedScheduling", message)
+        await self.events.record(
+            {**pod, "apiVersion": "v1", "kind": "Pod"}, "Warning", "FailedScheduling", message
+        )
+
+
+def _frees_room(old: Obj, pod: Obj) -> bool:
+    """A bound pod's change that can make room for others: it finished, or its labels (which
+    affinity and spread constraints look at) changed."""
+    finished = pod_finished(pod) and not pod_finished(old)
+    return finished or old["metadata"].get("labels") != pod["metadata"].get("labels")

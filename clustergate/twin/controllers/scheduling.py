@@ -60,10 +60,14 @@ class NodeState:
             int(alloc.get("pods", 110)),
         )
 
-    def requested(self) -> tuple[int, int]:
+    def requested(self, defaults: bool = False) -> tuple[int, int]:
+        """Sum of the pods' requests; with ``defaults``, the scheduler's scoring defaults
+        stand in for missing requests."""
         cpu = mem = 0
         for pod in self.pods:
             pod_cpu, pod_mem = pod_requests(pod)
+            if defaults:
+                pod_cpu, pod_mem = pod_cpu or _DEFAULT_CPU_MILLIS, pod_mem or _DEFAULT_MEMORY
             cpu += pod_cpu
             mem += pod_mem
         return cpu, mem
@@ -225,6 +229,8 @@ def _inter_pod_affinity_reason(pod: Obj, state: NodeState, nodes: list[NodeState
                 return "node(s) didn't match pod anti-affinity rules"
     for other in nodes:
         for existing in other.pods:
+            if not (existing.get("spec", {}).get("affinity") or {}).get("podAntiAffinity"):
+                continue
             for term in _terms(existing, "podAntiAffinity"):
                 if _same_domain(state, other, term["topologyKey"]) and _term_matches(
                     term, existing, pod
@@ -245,11 +251,10 @@ def _inter_pod_affinity_reason(pod: Obj, state: NodeState, nodes: list[NodeState
 def score(pod: Obj, state: NodeState) -> float:
     """NodeResourcesFit LeastAllocated plus default spreading of a controller's pods."""
     alloc_cpu, alloc_mem, _ = state.allocatable()
-    cpu = mem = 0
-    for other in [*state.pods, pod]:
-        other_cpu, other_mem = pod_requests(other)
-        cpu += other_cpu or _DEFAULT_CPU_MILLIS
-        mem += other_mem or _DEFAULT_MEMORY
+    cpu, mem = state.requested(defaults=True)
+    own_cpu, own_mem = pod_requests(pod)
+    cpu += own_cpu or _DEFAULT_CPU_MILLIS
+    mem += own_mem or _DEFAULT_MEMORY
     least = 0.0
     if alloc_cpu > 0:
         least += max(0.0, (alloc_cpu - cpu) / alloc_cpu) * 50

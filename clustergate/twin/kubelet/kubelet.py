@@ -80,7 +80,7 @@ class Kubelet:
         await asyncio.sleep(self.settings.timings.node_boot)
         self._client = self._client_factory()
         self._events = EventRecorder(self.client, "kubelet", self.node_name)
-        await self._register()
+        await self._register_until_done()
         self.hub.register(self.node_name, self)
         self._informer = Informer(
             self.client, "/api/v1/pods", field_selector=f"spec.nodeName={self.node_name}"
@@ -89,7 +89,7 @@ class Kubelet:
         self._informer.start()
         self._tasks = [
             asyncio.create_task(self._heartbeat(), name=f"lease {self.node_name}"),
-            asyncio.create_task(self._refresh_netmap_views(), name=f"netmap {self.node_name}"),
+            asyncio.create_task(self._housekeeping(), name=f"housekeeping {self.node_name}"),
         ]
         await self._informer.synced()
 
@@ -107,6 +107,18 @@ class Kubelet:
         self.workers.clear()
         if self._client is not None:
             await self._client.close()
+
+    async def _register_until_done(self) -> None:
+        """Register the Node, trying again while the API server fails, as the kubelet does."""
+        delay = 0.2
+        while True:
+            try:
+                await self._register()
+                return
+            except ApiError as error:
+                log.warning("kubelet %s: registration failed: %s", self.node_name, error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _register(self) -> None:
         node = node_object(self.spec, self.settings, ready=not self.spec.never_ready)
@@ -212,13 +224,15 @@ class Kubelet:
             self.netmap.write_view(worker.sandbox.netmap_path, *scopes)
             self._netmap_views[worker.key] = view
 
-    async def _refresh_netmap_views(self) -> None:
-        """Addresses published after a pod started (a cache that came up later) reach it."""
+    async def _housekeeping(self) -> None:
+        """Every second: addresses published after a pod started (a cache that came up later)
+        reach its sandbox, and pod statuses the API did not take are sent again."""
         while True:
             await asyncio.sleep(1.0)
             for worker in list(self.workers.values()):
                 if worker.uses_sandbox:
                     self.write_netmap_view(worker)
+                await worker.resync_status()
 
     # ---- KubeletConnection (logs and exec for the API server)
 

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 #: Crash-loop back-off: first wait and cap (the kubelet's are 10 s and 5 min).
 _BACKOFF_START = 0.5
 _BACKOFF_MAX = 5.0
+_DELETE_ATTEMPTS = 10
 
 
 class PodWorker:
@@ -44,15 +45,12 @@ class PodWorker:
         self.containers = [Container(c, self._kind(c)) for c in spec.get("containers") or []]
         self.envs: dict[str, dict[str, str]] = {}
         self.phase = "Pending"
-        self.conditions: list[Obj] = [
-            c
-            for c in (pod.get("status") or {}).get("conditions") or []
-            if c["type"] == "PodScheduled"
-        ]
+        self.conditions = _initial_conditions(pod)
         self.start_time = timestamp()
         self.uses_sandbox = any(c.kind == "process" for c in self.init_containers + self.containers)
         self._terminating = asyncio.Event()
         self._status_lock = asyncio.Lock()
+        self.status_pending = False
         self._task = asyncio.create_task(self._run(), name=f"pod {self.key}")
 
     @property
@@ -101,8 +99,10 @@ class PodWorker:
         try:
             await asyncio.wait({life, ending}, return_when=asyncio.FIRST_COMPLETED)
             if not self._terminating.is_set():
-                with contextlib.suppress(Exception):
-                    await life  # surfaces errors in the log through the done task
+                if life.exception() is not None:
+                    log.error(
+                        "pod %s: kubelet pod worker failed", self.key, exc_info=life.exception()
+                    )
                 await self._terminating.wait()
         finally:
             life.cancel()
@@ -111,9 +111,20 @@ class PodWorker:
                 await life
         grace = float(self.pod["metadata"].get("deletionGracePeriodSeconds") or 0)
         await self._kill_all(grace)
-        meta = self.pod["metadata"]
-        with contextlib.suppress(ApiError):
-            await self.kubelet.client.delete(self.path, grace_period_seconds=0, uid=meta["uid"])
+        await self._delete()
+
+    async def _delete(self) -> None:
+        """The kubelet's last word on a pod: delete it with grace period 0 (until that lands)."""
+        uid = self.pod["metadata"]["uid"]
+        for attempt in range(_DELETE_ATTEMPTS):
+            try:
+                await self.kubelet.client.delete(self.path, grace_period_seconds=0, uid=uid)
+                return
+            except ApiError as error:
+                if error.status == 409:  # another pod of that name: ours is gone
+                    return
+                log.warning("pod %s not deleted (attempt %d): %s", self.key, attempt + 1, error)
+                await asyncio.sleep(min(_BACKOFF_MAX, _BACKOFF_START * 2**attempt))
 
     async def _life(self) -> None:
         if pod_finished(self.pod):
@@ -149,7 +160,7 @@ class PodWorker:
                 await self.sandbox.prepare()
                 self.kubelet.write_netmap_view(self)
                 return
-            except SandboxError as error:
+            except (SandboxError, ApiError) as error:
                 attempt += 1
                 if attempt == 1:
                     await self.kubelet.events.record(
@@ -164,7 +175,12 @@ class PodWorker:
         """Start the container (or fail, leaving it terminated with the reason)."""
         if container.kind == "process":
             self.sandbox.pod = self._with_status()
-            env = await self.sandbox.environment(container.spec)
+            try:
+                env = await self.sandbox.environment(container.spec)
+            except (SandboxError, ApiError) as error:
+                container.mark_terminated(1, "CreateContainerConfigError")
+                container.state["terminated"]["message"] = str(error)
+                return
             self.envs[container.name] = env
             argv = command_line(container.spec, env, sys.executable)
             workdir = self.sandbox.path(container.spec.get("workingDir") or "/")
@@ -289,10 +305,6 @@ class PodWorker:
         conditions = set_condition(
             conditions, "Ready", "True" if ready else "False", reason, message
         )
-        if not any(c["type"] == "Initialized" for c in conditions):
-            conditions = set_condition(
-                conditions, "Initialized", "False", "ContainersNotInitialized", ""
-            )
         self.conditions = conditions
         host_ip = self.kubelet.spec.node_ip
         status: Obj = {
@@ -310,9 +322,28 @@ class PodWorker:
         return status
 
     async def _report(self) -> None:
+        """Send the pod's status; when the API fails, the kubelet's housekeeping sends it
+        again later (as the kubelet's status manager resyncs), so the pod's life goes on."""
         async with self._status_lock:
             try:
                 await self.kubelet.client.patch_status(self.path, {"status": self.status()})
+                self.status_pending = False
             except ApiError as error:
-                if error.status != 404:
-                    raise
+                self.status_pending = error.status != 404
+                if self.status_pending:
+                    log.warning("status of pod %s not sent: %s", self.key, error)
+
+    async def resync_status(self) -> None:
+        if self.status_pending and not self._terminating.is_set():
+            await self._report()
+
+
+def _initial_conditions(pod: Obj) -> list[Obj]:
+    """The pod conditions in the order the kubelet reports them, the scheduler's kept."""
+    conditions: list[Obj] = []
+    for kind in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady"):
+        conditions = set_condition(conditions, kind, "False", "", "")
+    scheduled = [
+        c for c in (pod.get("status") or {}).get("conditions") or [] if c["type"] == "PodScheduled"
+    ]
+    return conditions + scheduled

@@ -9,13 +9,15 @@ import logging
 from clustergate.twin.addons import AddonRegistry
 from clustergate.twin.cloud import InstanceSpec
 from clustergate.twin.controllers.base import ClientFactory
-from clustergate.twin.kubeclient import resource_path
+from clustergate.twin.kubeclient import ApiError, resource_path
 from clustergate.twin.kubelet.kubelet import Kubelet
 from clustergate.twin.kubelet_hub import KubeletHub
 from clustergate.twin.netmap import Netmap
 from clustergate.twin.settings import TwinSettings
 
 log = logging.getLogger(__name__)
+
+_DELETE_ATTEMPTS = 6
 
 
 class KubeletPool:
@@ -74,8 +76,16 @@ class KubeletPool:
             await boot
         await kubelet.stop()
         client = self._client_factory()
+        path = resource_path("v1", "nodes", name=kubelet.node_name)
         try:
-            await client.delete(resource_path("v1", "nodes", name=kubelet.node_name))
+            for attempt in range(_DELETE_ATTEMPTS):
+                try:
+                    await client.delete(path)
+                    return
+                except ApiError as error:
+                    log.warning("node %s not deleted: %s", kubelet.node_name, error)
+                    await asyncio.sleep(0.2 * 2**attempt)
+            raise RuntimeError(f"node {kubelet.node_name} could not be deleted")
         finally:
             await client.close()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import os
 import secrets
 import signal
@@ -25,10 +26,21 @@ PROBE_REPOSITORY_SUFFIX = "clustergate-probe"
 
 def is_probe_image(image: str) -> bool:
     """Any image whose repository ends with ``clustergate-probe`` (tag or digest aside)."""
+    return _repository(image).rsplit("/", 1)[-1] == PROBE_REPOSITORY_SUFFIX
+
+
+def _repository(image: str) -> str:
+    """The image reference without tag or digest."""
     name = image.split("@", 1)[0]
     head, _, tail = name.rpartition(":")
-    repository = head if head and "/" not in tail else name
-    return repository.rsplit("/", 1)[-1] == PROBE_REPOSITORY_SUFFIX
+    return head if head and "/" not in tail else name
+
+
+def image_id(image: str) -> str:
+    """A content-addressed image reference, as containerd reports the image it ran."""
+    repository = _repository(image)
+    digest = hashlib.sha256(image.encode()).hexdigest()
+    return f"{repository}@sha256:{digest}"
 
 
 def _cri_time() -> str:
@@ -64,7 +76,7 @@ class Container:
         status: Obj = {
             "name": self.name,
             "image": self.spec.get("image", ""),
-            "imageID": "",
+            "imageID": image_id(self.spec.get("image", "")),
             "ready": self.ready,
             "restartCount": self.restart_count,
             "started": self.running,

@@ -100,6 +100,8 @@ class TrafficSide:
         created = await asyncio.to_thread(
             create_traffic_objects, self._session, self._aws_endpoint_url, self._settings
         )
+        # The load balancer's own DNS name reaches the edge too, as it does on AWS.
+        self._netmap.publish_url(f"http://{created.load_balancer_dns}", self._edge.url)
         source: WeightSource
         if self._driver == "elbv2":
             elbv2 = self._session.client("elbv2", endpoint_url=self._aws_endpoint_url)
