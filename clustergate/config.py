@@ -228,6 +228,8 @@ class ReportsSection(Strict):
     history_dir: str = "reports/history"
     history_runs: int = Field(default=7, ge=1)
     regression_ratio: float = Field(default=1.5, gt=1)
+    #: A regression against the history fails the run instead of only warning in the report.
+    regressions_fail: bool = False
 
 
 class ClusterConfig(Strict):

@@ -17,8 +17,53 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-#: The client's own retries stay off: a retried POST can create twice. Waits retry instead.
-_NO_RETRIES = urllib3.Retry(total=0, connect=0, read=0, redirect=0, status=0)
+#: Statuses that say "not now" rather than "no": etcd leader changes and overloaded or
+#: restarting API servers answer 500/502/503/504. A 429 is retried only with a Retry-After.
+TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
+
+
+class ApiRetry(urllib3.Retry):
+    """The one retry policy for every request to the API server (issue 12).
+
+    - Connection failures before the request was sent (refused, TLS or connect timeout): every
+      verb, since nothing reached the server. Few and fast, so an API server that is really down
+      still fails within about a second (``connect=2``).
+    - 429 with Retry-After (API Priority and Fairness rejects before the request runs, so even a
+      POST is safe to send again): every verb, after the time the server asks for. A 429
+      without Retry-After is an answer, not load shedding (an eviction refused by a
+      PodDisruptionBudget): it reaches the caller at once.
+    - 500/502/503/504 and a connection dropped after the request was sent: every verb too. GET,
+      PUT (with resourceVersion a replayed PUT gets 409, never a silent double write), DELETE (a
+      replay of a delete that went through gets 404) and the merge PATCHes the library sends
+      (absolute values, so applying one twice equals applying it once) are idempotent; a POST
+      here creates a named object (the library never uses generateName), asks for an eviction
+      or a token, or reviews access: a replay of a create that did go through answers 409
+      AlreadyExists instead of creating twice; an eviction or a review is idempotent.
+    - A read timeout is not retried: a hung server would otherwise cost several read timeouts.
+    Backoff doubles from 0.25 s up to 4 s with jitter; when the retries are used up the last
+    answer is returned as it is (an ApiException with its status), never a MaxRetryError.
+    """
+
+    def _is_read_error(self, err: Exception) -> bool:
+        return isinstance(err, urllib3.exceptions.ProtocolError)
+
+
+def api_retry() -> ApiRetry:
+    return ApiRetry(
+        total=6,
+        connect=2,
+        read=4,
+        status=5,
+        other=0,
+        redirect=0,
+        allowed_methods=None,
+        status_forcelist=TRANSIENT_STATUSES,
+        backoff_factor=0.125,
+        backoff_max=4.0,
+        backoff_jitter=0.1,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
 
 
 class ClusterAccessError(Exception):
@@ -79,7 +124,7 @@ def connect(kubeconfig: str | None, context: str | None, timeout_s: float = 15) 
         )
     except (ConfigException, OSError, ValueError) as error:
         raise ClusterAccessError(f"context {chosen!r} in {path} cannot be used: {error}") from None
-    configuration.retries = _NO_RETRIES
+    configuration.retries = api_retry()
     api = client.ApiClient(configuration)
     api.rest_client.pool_manager.connection_pool_kw["timeout"] = urllib3.Timeout(
         connect=timeout_s, read=max(timeout_s, 60)

@@ -13,9 +13,12 @@ import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from clustergate.report.history import HistorySettings
 
 MEASUREMENT = "clustergate.measurement"
 
@@ -59,9 +62,12 @@ class CheckResult:
 class SummaryWriter:
     """A pytest plugin, registered on the process that writes reports (the xdist controller)."""
 
-    def __init__(self, path: Path, facts: dict[str, Any]) -> None:
+    def __init__(
+        self, path: Path, facts: dict[str, Any], history: HistorySettings | None = None
+    ) -> None:
         self.path = path
         self.facts = facts
+        self.history = history
         self.started = datetime.now(UTC)
         self.checks: dict[str, CheckResult] = {}
 
@@ -95,6 +101,12 @@ class SummaryWriter:
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(summary, indent=2, sort_keys=True))
+        from clustergate.report.render import write_report  # matplotlib: loaded once, here
+
+        judged = write_report(summary, self.path.with_name("report.html"), self.history)
+        if judged != summary:
+            self.path.write_text(json.dumps(judged, indent=2, sort_keys=True))
+            session.exitstatus = judged["exit_status"]
 
 
 def _outcome(report: pytest.TestReport) -> str:

@@ -30,6 +30,12 @@ RUN_ID = "clustergate.io/run-id"
 #: Annotation on a node cordoned by a run: the run id. The sweep uncordons such nodes.
 CORDONED_BY = "clustergate.io/cordoned-by"
 CREATED_AT = "clustergate.io/created-at"
+#: Label of a ConfigMap in a run namespace that records a setting to put back if the run is
+#: killed; the value says what kind (``weights``: a cutover's original traffic weight).
+RESTORE_LABEL = "clustergate.io/restore"
+RESTORE_WEIGHTS = "weights"
+#: Called by :func:`sweep` with such a ConfigMap's data; returns what it put back.
+Restorer = Callable[[dict[str, str]], str]
 
 
 def new_run_id() -> str:
@@ -124,27 +130,48 @@ class SweepReport:
     namespaces: tuple[str, ...]
     uncordoned: tuple[str, ...]
     objects: tuple[str, ...]
+    restored: tuple[str, ...] = ()
+    #: Namespaces kept because what they record could not be put back (and why).
+    kept: tuple[str, ...] = ()
 
     def describe(self) -> str:
         parts = [
             f"{len(self.namespaces)} namespace(s) deleted: {', '.join(self.namespaces) or '-'}",
             f"{len(self.uncordoned)} node(s) uncordoned: {', '.join(self.uncordoned) or '-'}",
             f"{len(self.objects)} other object(s) deleted: {', '.join(self.objects) or '-'}",
+            f"{len(self.restored)} setting(s) put back: {', '.join(self.restored) or '-'}",
         ]
+        if self.kept:
+            parts.append(f"{len(self.kept)} namespace(s) KEPT: {'; '.join(self.kept)}")
         return "; ".join(parts)
 
 
-def sweep(cluster: Cluster, older_than_s: float, keep_run: str | None = None) -> SweepReport:
+def sweep(
+    cluster: Cluster,
+    older_than_s: float,
+    keep_run: str | None = None,
+    restore: dict[str, Restorer] | None = None,
+) -> SweepReport:
     """Remove what earlier runs left: their namespaces and labelled objects older than
-    ``older_than_s``, and cordons they placed (whatever their age: a cordon is never wanted)."""
+    ``older_than_s``, and cordons they placed (whatever their age: a cordon is never wanted).
+
+    Before a namespace goes, each ConfigMap in it labelled :data:`RESTORE_LABEL` is handed to
+    ``restore[<label value>]`` (the caller's, so that this module needs no AWS). A namespace
+    whose records cannot be put back (no restorer, or it failed) is kept for a later sweep."""
     core = cluster.core()
     cutoff = time.time() - older_than_s
-    namespaces = []
+    namespaces, restored, kept = [], [], []
     for namespace in core.list_namespace(label_selector=selector()).items:
+        name = namespace.metadata.name
         if _run_of(namespace) == keep_run or _created(namespace) > cutoff:
             continue
-        delete_namespace(cluster, namespace.metadata.name)
-        namespaces.append(namespace.metadata.name)
+        done, problems = _restore_recorded(cluster, name, restore or {})
+        restored.extend(done)
+        if problems:
+            kept.append(f"{name} ({'; '.join(problems)})")
+            continue
+        delete_namespace(cluster, name)
+        namespaces.append(name)
     uncordoned = []
     for node in core.list_node().items:
         owner = (node.metadata.annotations or {}).get(CORDONED_BY)
@@ -156,7 +183,32 @@ def sweep(cluster: Cluster, older_than_s: float, keep_run: str | None = None) ->
         )
         uncordoned.append(node.metadata.name)
     objects = _sweep_outside_namespaces(cluster, cutoff, keep_run)
-    return SweepReport(tuple(namespaces), tuple(uncordoned), tuple(objects))
+    return SweepReport(
+        tuple(namespaces), tuple(uncordoned), tuple(objects), tuple(restored), tuple(kept)
+    )
+
+
+def _restore_recorded(
+    cluster: Cluster, namespace: str, restore: dict[str, Restorer]
+) -> tuple[list[str], list[str]]:
+    """Put back what the ConfigMaps of ``namespace`` record; deletes each one put back."""
+    core = cluster.core()
+    done, problems = [], []
+    for record in core.list_namespaced_config_map(namespace, label_selector=RESTORE_LABEL).items:
+        kind = record.metadata.labels[RESTORE_LABEL]
+        restorer = restore.get(kind)
+        where = f"configmap/{namespace}/{record.metadata.name}"
+        if restorer is None:
+            problems.append(f"{where} records {kind} to put back and no restorer was given")
+            continue
+        try:
+            done.append(restorer(record.data or {}))
+        except Exception as error:  # a failed restore keeps its record for the next sweep
+            problems.append(f"{where}: could not put back {kind}: {error}")
+            log.error("could not put back %s recorded in %s: %s", kind, where, error)
+            continue
+        core.delete_namespaced_config_map(record.metadata.name, namespace)
+    return done, problems
 
 
 def _sweep_outside_namespaces(cluster: Cluster, cutoff: float, keep_run: str | None) -> list[str]:

@@ -1,0 +1,71 @@
+"""Every twin fault makes the right check fail, naming the cause, and only that (issue 12).
+
+The table and the grouping are in tests/fault_matrix.py. One test per group starts one twin
+with the group's faults and runs their suites once; groups run side by side under xdist.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clustergate.twin.faults import FAULTS
+from tests import fault_matrix
+from tests.conftest import ROOT
+
+
+def test_every_fault_has_a_row_and_one_group() -> None:
+    assert not fault_matrix.grouping_problems(), "\n".join(fault_matrix.grouping_problems())
+    assert set(fault_matrix.ROW_OF) == set(FAULTS)
+
+
+def test_a_fault_without_a_row_fails_the_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = FAULTS["webhook-off"].__class__("new-fault", "apiserver", "not in the matrix yet")
+    monkeypatch.setitem(FAULTS, "new-fault", extra)
+    assert "fault new-fault has no row in ROWS" in fault_matrix.grouping_problems()
+
+
+def test_judging_tells_a_fault_that_went_unnoticed() -> None:
+    row = fault_matrix.ROW_OF["dns-bypass-cache"]
+    (caught, cause), other = row.must_fail[0], "suites/dns/test_dns_nodelocal.py::test_other"
+    checks = [
+        {"nodeid": caught, "outcome": "passed", "message": ""},
+        {"nodeid": other, "outcome": "failed", "message": "boom"},
+    ]
+    verdicts = {c.check: c.verdict for c in fault_matrix.judge(row, checks)}
+    assert verdicts == {caught: "expected to fail, passed", other: "unrelated check failed"}
+    checks = [
+        {"nodeid": caught, "outcome": "failed", "message": "x " + cause.upper()},
+        {"nodeid": other, "outcome": "skipped", "message": ""},
+    ]
+    assert {c.verdict for c in fault_matrix.judge(row, checks)} == {"ok"}
+
+
+@pytest.mark.timeout(fault_matrix.GROUP_TIMEOUT_S + 120)
+@pytest.mark.parametrize("group", fault_matrix.GROUPS, ids=lambda group: group.name)
+def test_each_fault_of_the_group_fails_its_check_naming_the_cause(
+    group: fault_matrix.Group, tmp_path: Path
+) -> None:
+    result = fault_matrix.run_group(group, tmp_path)
+    markdown, _ = fault_matrix.record(result, ROOT / "reports")
+    print(fault_matrix.table([result]))
+    found = fault_matrix.failures([result])
+    assert not found, f"(table in {markdown})\n" + "\n".join(found)
+
+
+@pytest.mark.timeout(fault_matrix.GROUP_TIMEOUT_S + 120)
+def test_a_healthy_twin_passes_every_check_of_the_whole_suite(tmp_path: Path) -> None:
+    """``tools/healthy_runs.py -k 1``: no check fails against a healthy twin."""
+    run = fault_matrix.run_on_fresh_twin(
+        tmp_path / "twin", [], ["-m", "nightly"], fault_matrix.GROUP_TIMEOUT_S
+    )
+    failed = {
+        c["nodeid"]: c["message"][:500]
+        for c in run.checks
+        if c["outcome"] not in ("passed", "skipped")
+    }
+    assert run.checks, run.problem or "no check ran"
+    assert not run.problem, run.problem
+    assert not failed, json.dumps(failed, indent=2)
