@@ -25,8 +25,10 @@ import pytest
 
 from clustergate import preflight, runctx
 from clustergate.config import ClusterConfig, ConfigError, load_config
+from clustergate.cutover import restore_recorded_weight
 from clustergate.kube import Cluster, ClusterAccessError, connect
 from clustergate.lease import disruption_lease
+from clustergate.report.history import settings_from_config
 from clustergate.results import Recorder, SummaryWriter
 from clustergate.selection import INCLUDED_IN, disruption_allowed, selected_suites
 
@@ -173,7 +175,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         older_than = config.getoption("sweep_older_than")
         if older_than is None:
             older_than = cluster_config.timeouts.sweep_after_s
-        report = runctx.sweep(cluster, older_than, keep_run=target.run_id)
+        session = boto3.Session(region_name=cluster_config.cluster.region)
+        report = runctx.sweep(
+            cluster,
+            older_than,
+            keep_run=target.run_id,
+            restore={runctx.RESTORE_WEIGHTS: lambda data: restore_recorded_weight(data, session)},
+        )
         pytest.exit(f"sweep done: {report.describe()}", returncode=pytest.ExitCode.OK)
     nodes = cluster.core().list_node().items
     facts = {
@@ -192,7 +200,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         "aws_caller": caller,
     }
     reports = Path(config.getoption("reports_dir"))
-    config.pluginmanager.register(SummaryWriter(reports / "summary.json", facts), "cg-summary")
+    history = settings_from_config(cluster_config.reports, reports, config.getoption("history_dir"))
+    config.pluginmanager.register(
+        SummaryWriter(reports / "summary.json", facts, history), "cg-summary"
+    )
 
 
 @pytest.hookimpl(tryfirst=True)

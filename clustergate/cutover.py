@@ -358,6 +358,8 @@ class StepResult:
     @property
     def problems(self) -> list[str]:
         """What failed; when nothing failed, what could not be decided."""
+        if self.verdict is Verdict.PASS:
+            return []
         return [f.text for f in self.findings if f.verdict is self.verdict]
 
     def describe(self) -> str:

@@ -45,6 +45,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="upgrade suite: follow the node-group update already in progress, start none",
     )
+    group.addoption(
+        "--locust-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="cutover: N local Locust worker processes per load phase (master/worker mode)",
+    )
+    group.addoption(
+        "--history-dir",
+        metavar="DIR",
+        help="nightly history: earlier runs' summaries this run is compared with "
+        "(default: reports.history_dir of the config)",
+    )
     group.addoption("--twin-nodes", type=int, default=3, help="nodes of the local twin")
     group.addoption(
         "--twin-fault",

@@ -77,10 +77,11 @@ NEEDS: dict[str, list[Permission]] = {
         *_perms("create delete get list watch", "deployments", "apps"),
         *_perms("watch", "nodes"),
     ],
-    "cutover": [],
+    "cutover": [*_perms("create delete", "configmaps")],
 }
 DISRUPTIVE = [*_perms("create get update delete", "leases", "coordination.k8s.io")]
 SWEEP = [
+    *_perms("list delete", "configmaps"),
     *_perms("list delete", "leases", "coordination.k8s.io"),
     *_perms("patch", "nodes"),
     *_perms("delete", "namespaces"),

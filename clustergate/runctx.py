@@ -163,7 +163,11 @@ def sweep(
     namespaces, restored, kept = [], [], []
     for namespace in core.list_namespace(label_selector=selector()).items:
         name = namespace.metadata.name
-        if _run_of(namespace) == keep_run or _created(namespace) > cutoff:
+        if (
+            _run_of(namespace) == keep_run
+            or _created(namespace) > cutoff
+            or namespace.metadata.deletion_timestamp is not None
+        ):
             continue
         done, problems = _restore_recorded(cluster, name, restore or {})
         restored.extend(done)

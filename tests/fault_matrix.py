@@ -76,6 +76,7 @@ _GRANTED = "was GRANTED"
 _SCALE = _SCALING + "test_pending_pods_get_new_nodes_and_idle_nodes_go_in_time"
 _ROLL = _UPGRADE + "test_nodegroup_upgrade_replaces_every_node_within_budget"
 _DRAIN_BUDGET = _DRAIN + "test_drain_keeps_the_budget_at_every_moment"
+_DRAIN_BLOCKED = _DRAIN + "test_drain_blocked_by_budget_times_out_and_restores_the_node"
 
 ROWS: tuple[Row, ...] = (
     Row(
@@ -110,8 +111,13 @@ ROWS: tuple[Row, ...] = (
         "webhook-off",
         "irsa",
         (
-            (_IRSA_PODS + "test_each_pod_gets_the_webhook_injection", "AWS_ROLE_ARN"),
-            (_IRSA_PODS + "test_each_pod_assumes_exactly_its_role", "no credentials"),
+            (_IRSA_PODS + "test_each_pod_gets_the_webhook_injection", "did not mutate the pod"),
+            (_IRSA_PODS + "test_each_pod_assumes_exactly_its_role", "AWS_ROLE_ARN is not set"),
+            (_IRSA_PODS + "test_each_pod_is_refused_every_other_mapped_role", "did not mutate"),
+            (
+                _IRSA_PODS + "test_same_named_service_account_in_another_namespace_is_refused",
+                "AWS_ROLE_ARN is not set",
+            ),
         ),
     ),
     Row(
@@ -133,12 +139,22 @@ ROWS: tuple[Row, ...] = (
         ((_DNS + "test_latency_meets_the_slo_on_every_probed_node", "p50"),),
     ),
     Row("autoscaler-stuck", "autoscaler", ((_SCALE, "scaleUp NoActivity"),), "nightly"),
-    Row("autoscaler-slow", "autoscaler", ((_SCALE, "did not grow"),), "nightly"),
+    Row("autoscaler-slow", "autoscaler", ((_SCALE, "scaleUp InProgress"),), "nightly"),
     Row("scale-down-never", "autoscaler", ((_SCALE, "idle nodes were not removed"),), "nightly"),
-    Row("eviction-ignores-pdb", "drain", ((_DRAIN_BUDGET, "budget"),), "signoff"),
+    Row(
+        "eviction-ignores-pdb",
+        "drain",
+        (
+            (_DRAIN_BUDGET, "does not enforce PodDisruptionBudgets"),
+            (_DRAIN_BLOCKED, "without consulting the budget"),
+        ),
+        "signoff",
+    ),
     Row("upgrade-skips-drain", "upgrade", ((_ROLL, "not drained"),), "nightly"),
     Row("upgrade-stuck", "upgrade", ((_ROLL, "NodeCreationFailure"),), "nightly"),
-    Row("kubelet-slow-ready", "drain", ((_DRAIN_BUDGET, "ready"),), "signoff"),
+    # No check catches slow pod start-up yet (reported): the drain waits for evicted pods to be
+    # Ready elsewhere, the nearest place a bound on readiness would fail.
+    Row("kubelet-slow-ready", "drain", ((_DRAIN_BUDGET, "Ready"),), "signoff"),
     Row("cutover-skewed-split", "cutover", ((_STEPS, "traffic split off target"),), "signoff"),
     Row("new-backend-errors", "cutover", ((_STEPS, "error rate"),), "signoff"),
     Row("new-backend-slow", "cutover", ((_STEPS, "significantly slower"),), "signoff"),

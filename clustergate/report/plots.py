@@ -5,11 +5,13 @@ measurements it needs are not there (a gate run has no drain; a failed check may
 nothing): a missing plot is never an error. Builders find their data by convention, not by
 suite, so a suite that records the same kind of measurement gets the same picture:
 
-- **share per step**: unit ``share`` (or ``share`` in the name) with context ``weight`` (the
-  step's weight in percent); the share is a fraction 0-1 with its interval in context
-  ``low``/``high`` (or ``ci_low``/``ci_high``), and the tolerance, if any, in ``tolerance``.
+- **share per step**: unit ``share`` or ``share`` in the name (the cutover suite's
+  ``cutover_step_new_share``, unit ``ratio``) with context ``weight`` (the step's weight in
+  percent) and, when recorded, ``step`` (its number) and ``decision`` (pass / fail / no
+  verdict); the share is a fraction 0-1 with its interval in context ``low``/``high`` (or
+  ``ci_low``/``ci_high``), and a tolerance, if recorded, in ``tolerance``.
 - **latency per step and backend**: unit ``ms`` or ``s`` with contexts ``weight`` and
-  ``backend``; one line per backend and measurement name (p50, p95, ...).
+  ``backend`` (``cutover_step_latency_p50/p95/p99``); one line per backend and percentile.
 - **availability against the budget**: a timeline (unit ``pods`` with context ``t``) when a
   check records one, else ``min_availability`` with contexts ``budget`` and ``replicas``.
 - **node count while scaling**: ``node_count`` with context ``t`` (and ``ready``).
@@ -26,7 +28,7 @@ from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from clustergate.report.history import Comparison, Direction
+from clustergate.report.history import Comparison, Direction, SeriesKey
 from clustergate.report.measurements import Point
 
 WIDTH_IN = 10.0
@@ -37,11 +39,27 @@ STYLE = {
     "axes.spines.top": False,
     "axes.spines.right": False,
     "svg.hashsalt": "clustergate",
+    #: Text stays text: the page is smaller, and labels can be searched and copied.
+    "svg.fonttype": "none",
 }
 INTERVAL_KEYS = (("low", "high"), ("ci_low", "ci_high"), ("lower", "upper"))
 TIME_UNITS = ("ms", "s")
+#: Colour of a cutover step's point by its ``decision`` context (clustergate.stats.Verdict).
+DECISION_COLOURS = {"pass": "tab:blue", "fail": "tab:red", "no verdict": "tab:orange"}
 TRENDS_MAX = 12
 TITLE_CHARS = 48
+TREND_ROW_IN = 2.0
+#: The series a trend plot shows first, after the regressions; the table lists every series.
+KEY_SERIES = (
+    "dns_latency_p99",
+    "time_to_capacity",
+    "time_to_shrink",
+    "drain_duration",
+    "upgrade_duration",
+    "cutover_step_latency_p99",
+    "dns_restart_gap",
+    "irsa_seconds_to_credentials",
+)
 
 
 @dataclass(frozen=True)
@@ -52,10 +70,6 @@ class Plot:
     kind: str
 
 
-def _figure(height_in: float) -> Figure:
-    return Figure(figsize=(WIDTH_IN, height_in), layout="constrained")
-
-
 def _svg(figure: Figure) -> str:
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", metadata={"Date": None})
@@ -63,48 +77,64 @@ def _svg(figure: Figure) -> str:
     return text[text.index("<svg") :]
 
 
-def _draw(height_in: float, draw: Callable[[Figure], None]) -> str:
+def _draw(height_in: float, draw: Callable[[Figure], None], *, layout: bool = True) -> str:
+    """``layout=False`` skips matplotlib's layout engine (slow with many axes): ``draw`` then
+    places its axes itself."""
     with rc_context(STYLE):
-        figure = _figure(height_in)
+        figure = Figure(figsize=(WIDTH_IN, height_in), layout="constrained" if layout else None)
         draw(figure)
         return _svg(figure)
 
 
-def _weight_label(weight: float) -> str:
-    return f"{weight:g}%"
+def _steps(found: Sequence[Point]) -> tuple[dict[tuple[float, float, bool], int], list[str]]:
+    """x positions of cutover steps and their labels: by step number when recorded (two steps
+    may share a weight), by weight otherwise."""
+    steps = sorted({_step(p) for p in found})
+    labels = [
+        f"step {order:g}\n{weight:g}%" if numbered else f"{weight:g}%"
+        for order, weight, numbered in steps
+    ]
+    return {step: index for index, step in enumerate(steps)}, labels
+
+
+def _step(point: Point) -> tuple[float, float, bool]:
+    """(order, weight, whether the order is a step number)."""
+    weight = point.number("weight") or 0.0
+    number = point.number("step")
+    return (weight, weight, False) if number is None else (number, weight, True)
+
+
+def _decision_colour(point: Point) -> str:
+    return DECISION_COLOURS.get(point.context.get("decision", ""), "tab:blue")
 
 
 def share_per_step(found: Sequence[Point]) -> Plot | None:
     shares = [
         p
         for p in found
-        if "weight" in p.context
-        and p.number("weight") is not None
-        and (p.unit == "share" or "share" in p.name)
+        if p.number("weight") is not None and (p.unit == "share" or "share" in p.name)
     ]
     if not shares:
         return None
-    steps = sorted({p.number("weight") or 0.0 for p in shares})
-    where = {weight: index for index, weight in enumerate(steps)}
+    where, labels = _steps(shares)
 
     def draw(figure: Figure) -> None:
         axes = figure.add_subplot()
-        axes.scatter(
-            list(where.values()),
-            steps,
-            marker="_",
-            s=900,
+        axes.hlines(
+            [weight for _, weight, _ in where],
+            [x - 0.25 for x in where.values()],
+            [x + 0.25 for x in where.values()],
+            colors="black",
             linewidths=2,
-            color="black",
             label="weight (target)",
             zorder=3,
         )
         for p in shares:
-            x, y = where[p.number("weight") or 0.0], 100 * p.value
+            x, y = where[_step(p)], 100 * p.value
             low, high = _interval(p)
-            error = None if low is None or high is None else [[y - low], [high - y]]
+            error = None if low is None or high is None else [[max(0, y - low)], [max(0, high - y)]]
             axes.errorbar(
-                [x], [y], yerr=error, fmt="o", color="tab:blue", capsize=6, zorder=4, label=None
+                [x], [y], yerr=error, fmt="o", color=_decision_colour(p), capsize=6, zorder=4
             )
             tolerance = p.number("tolerance")
             if tolerance is not None:
@@ -117,17 +147,22 @@ def share_per_step(found: Sequence[Point]) -> Plot | None:
                     alpha=0.15,
                     zorder=1,
                 )
-        axes.plot([], [], "o", color="tab:blue", label="observed share (interval)")
-        axes.set_xticks(list(where.values()), [_weight_label(w) for w in steps])
+        axes.plot([], [], "o", color="tab:blue", label="observed share with its interval")
+        for decision in sorted(
+            {p.context.get("decision", "") for p in shares} & set(DECISION_COLOURS)
+        ):
+            if decision != "pass":
+                axes.plot([], [], "o", color=DECISION_COLOURS[decision], label=f"step: {decision}")
+        axes.set_xticks(list(where.values()), labels)
         axes.set_xlabel("cutover step (weight of the new cluster)")
         axes.set_ylabel("share of requests served by new (%)")
         axes.set_ylim(-5, 105)
-        axes.legend(loc="upper left")
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
 
     return Plot(
         "Traffic share per cutover step",
         "Observed share of the new cluster at each step with its confidence interval, against "
-        "the step's weight (black) and the tolerance band (green).",
+        "the step's weight (black); red: a step that failed, orange: no verdict.",
         _draw(3.4, draw),
         "share",
     )
@@ -139,6 +174,12 @@ def _interval(point: Point) -> tuple[float | None, float | None]:
         if low is not None and high is not None:
             return 100 * low, 100 * high
     return None, None
+
+
+def _percentile(name: str) -> str:
+    """``cutover_step_latency_p95`` -> ``p95``; other names stay whole."""
+    last = name.rsplit("_", 1)[-1]
+    return last if last[:1] == "p" and last[1:].isdigit() else name
 
 
 def latency_per_step(found: Sequence[Point]) -> Plot | None:
@@ -154,12 +195,11 @@ def latency_per_step(found: Sequence[Point]) -> Plot | None:
         return None
     unit = "ms" if any(p.unit == "ms" for p in latencies) else "s"
     scale = {"ms": 1.0, "s": 1000.0} if unit == "ms" else {"ms": 0.001, "s": 1.0}
-    steps = sorted({p.number("weight") or 0.0 for p in latencies})
-    where = {weight: index for index, weight in enumerate(steps)}
+    where, labels = _steps(latencies)
     lines: dict[tuple[str, str], list[tuple[int, float]]] = {}
     for p in latencies:
         lines.setdefault((p.context["backend"], p.name), []).append(
-            (where[p.number("weight") or 0.0], p.value * scale[p.unit])
+            (where[_step(p)], p.value * scale[p.unit])
         )
     backends = sorted({backend for backend, _ in lines})
     colours = {backend: f"C{index}" for index, backend in enumerate(backends)}
@@ -175,13 +215,13 @@ def latency_per_step(found: Sequence[Point]) -> Plot | None:
                 [y for _, y in values],
                 marker=markers.get(name, "o"),
                 color=colours[backend],
-                label=f"{backend}: {name}",
+                label=f"{backend} {_percentile(name)}",
             )
-        axes.set_xticks(list(where.values()), [_weight_label(w) for w in steps])
+        axes.set_xticks(list(where.values()), labels)
         axes.set_xlabel("cutover step (weight of the new cluster)")
         axes.set_ylabel(f"latency ({unit})")
-        axes.set_ylim(bottom=0)
-        axes.legend(loc="upper left", fontsize=8, ncols=2)
+        axes.set_ylim(0, 1.1 * max(y for values in lines.values() for _, y in values) or 1)
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
 
     return Plot(
         "Latency per cutover step and backend",
@@ -396,15 +436,31 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _trend_rank(comparison: Comparison) -> tuple[bool, int, SeriesKey]:
+    name = comparison.key.name
+    key = KEY_SERIES.index(name) if name in KEY_SERIES else len(KEY_SERIES)
+    return (not comparison.regressed, key, comparison.key)
+
+
 def trends(comparisons: Sequence[Comparison]) -> Plot | None:
-    """Small multiples of the compared series, regressions first."""
+    """Small multiples of the compared series: regressions, then the key measurements."""
     if not comparisons:
         return None
-    shown = sorted(comparisons, key=lambda c: (not c.regressed, c.key))[:TRENDS_MAX]
+    shown = sorted(comparisons, key=_trend_rank)[:TRENDS_MAX]
     columns = min(3, len(shown))
     rows = (len(shown) + columns - 1) // columns
 
+    height = TREND_ROW_IN * rows
+
     def draw(figure: Figure) -> None:
+        figure.subplots_adjust(
+            left=0.07,
+            right=0.98,
+            top=1 - 0.4 / height,
+            bottom=0.3 / height,
+            wspace=0.35,
+            hspace=0.75,
+        )
         for index, comparison in enumerate(shown):
             _trend_axes(figure.add_subplot(rows, columns, index + 1), comparison)
 
@@ -414,6 +470,6 @@ def trends(comparisons: Sequence[Comparison]) -> Plot | None:
         "Each series over the earlier runs (grey) and this run (blue; red when it regressed); "
         "dotted: the median of the earlier runs; dashed: the regression limit."
         + (f" {hidden} more series are in the table below." if hidden else ""),
-        _draw(1.9 * rows, draw),
+        _draw(height, draw, layout=False),
         "trends",
     )

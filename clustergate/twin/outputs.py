@@ -96,7 +96,7 @@ def cluster_config(settings: TwinSettings, facts: dict[str, Any]) -> dict[str, A
             "scale_up_s": max(60.0, timings.max_node_provision * 2),
             "scale_down_s": 120,
             "upgrade_s": 300,
-            "weight_propagation_s": 30,
+            "weight_propagation_s": 15,
             "lease_s": 600,
             "sweep_after_s": 600,
         },

@@ -1,0 +1,210 @@
+"""A whole cutover walk against the twin's traffic side: real HTTP, real Locust, real boto3.
+
+The traffic side (backends, edge, weighted ALB listener and Route 53 records) runs in a
+background event loop in front of moto's own server, as in tests/twin/test_traffic.py; the
+cutover drives it exactly as the suite drives a live endpoint. Each traffic fault must fail
+the walk with a message naming its cause and leave the weight where it was before the step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+import pytest
+import urllib3
+from moto.server import ThreadedMotoServer
+
+from clustergate.config import CutoverSection
+from clustergate.cutover import (
+    Cutover,
+    CutoverFailed,
+    EndpointProbe,
+    driver_problems,
+    endpoint_problems,
+    restore_recorded_weight,
+)
+from clustergate.stats import Verdict
+from clustergate.twin.netmap import Netmap
+from clustergate.twin.settings import Timings, TwinSettings
+from clustergate.twin.traffic import TrafficFacts, TrafficSide
+from clustergate.weights import Weights, weights_for
+
+T = TypeVar("T")
+REGION = "us-west-2"
+SEED = 2024
+STEP = {"users": 4, "spawn_rate": 4, "max_duration_s": 10, "min_requests": 300}
+
+
+class LoopThread:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[boto3.Session]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    try:
+        yield boto3.Session(
+            region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test"
+        )
+    finally:
+        mp.undo()
+        server.stop()
+
+
+Start = Callable[..., tuple[TrafficFacts, CutoverSection, Weights]]
+
+
+@pytest.fixture
+def traffic(session: boto3.Session, tmp_path: Path) -> Iterator[Start]:
+    loop = LoopThread()
+    sides: list[TrafficSide] = []
+    endpoint = session.client("sts").meta.endpoint_url
+
+    def start(
+        weights: tuple[int, ...], faults: frozenset[str] = frozenset(), driver: str = "elbv2"
+    ) -> tuple[TrafficFacts, CutoverSection, Weights]:
+        settings = TwinSettings(
+            state_dir=str(tmp_path), faults=faults, timings=Timings(weight_propagation=0.2)
+        )
+        side = TrafficSide(settings, Netmap(), endpoint, seed=SEED)
+        sides.append(side)
+        loop.run(side.start())
+        facts = loop.run(side.bootstrap(driver=driver))
+        if driver == "elbv2":
+            spec: dict[str, Any] = {
+                "kind": "elbv2",
+                "listener_arn": facts.listener_arn,
+                "target_groups": facts.target_groups,
+            }
+        else:
+            spec = {
+                "kind": "route53",
+                "hosted_zone_id": facts.hosted_zone_id,
+                "record_name": facts.record_name,
+                "set_identifiers": {"old": "old", "new": "new"},
+            }
+        section = CutoverSection.model_validate(
+            {
+                "endpoint": facts.edge_url,
+                "driver": spec,
+                "steps": [{"weight": weight, **STEP} for weight in weights],
+                "tolerance": 0.05,
+            }
+        )
+        return facts, section, weights_for(section.driver, session)
+
+    yield start
+    for side in sides:
+        loop.run(side.stop())
+    loop.close()
+    # Each test creates the same load balancer and zone: start the next from an empty moto.
+    assert urllib3.request("POST", f"{endpoint}/moto-api/reset").status == 200
+
+
+def walk(section: CutoverSection, weights: Weights, run_dir: Path) -> Cutover:
+    return Cutover(section, weights, propagation_timeout_s=4, run_dir=run_dir)
+
+
+def test_a_healthy_cutover_walks_every_step(traffic: Start, tmp_path: Path) -> None:
+    _, section, weights = traffic((25, 100))
+    seen: list[int] = []
+    cutover = Cutover(section, weights, 4, tmp_path, on_step=lambda r: seen.append(r.weight))
+    results = cutover.walk(0)
+    assert seen == [25, 100]
+    assert [r.verdict for r in results] == [Verdict.PASS] * 2, "\n".join(
+        r.describe() for r in results
+    )
+    assert all(r.stopped_early for r in results)
+    assert all(0 < r.sequential.requests_used <= r.requests for r in results)
+    assert weights.get() == 100
+
+
+def test_a_cutover_through_route53_records_walks_too(traffic: Start, tmp_path: Path) -> None:
+    _, section, weights = traffic((50,), driver="route53")
+    assert [r.verdict for r in walk(section, weights, tmp_path).walk(0)] == [Verdict.PASS]
+    assert weights.get() == 50
+
+
+@pytest.mark.parametrize(
+    ("fault", "cause"),
+    [
+        ("cutover-skewed-split", r"traffic split off target: new share"),
+        ("new-backend-errors", r"new error rate .* above the SLO \(.*503"),
+        ("new-backend-slow", r"latency new vs old: .* new is significantly slower"),
+        ("weights-ignored", r"traffic did not follow the weight change"),
+    ],
+)
+def test_a_traffic_fault_fails_the_step_and_rolls_back(
+    traffic: Start, tmp_path: Path, fault: str, cause: str
+) -> None:
+    _, section, weights = traffic((25, 50), frozenset({fault}))
+    seen: list[int] = []
+    cutover = Cutover(section, weights, 4, tmp_path, on_step=lambda r: seen.append(r.weight))
+    with pytest.raises(CutoverFailed, match=cause) as failed:
+        cutover.walk(0)
+    message = str(failed.value)
+    assert message.startswith("cutover step 1/2 (weight 25%) failed, rolled back to 0% (")
+    assert "reads back 0%)" in message
+    assert weights.get() == 0
+    assert seen == ([] if fault == "weights-ignored" else [25])
+
+
+def test_the_gate_sees_an_endpoint_that_names_its_cluster_and_a_readable_driver(
+    traffic: Start,
+) -> None:
+    _, section, weights = traffic((50,))
+    weights.set(50)
+    assert endpoint_problems(EndpointProbe(section)) == []
+    assert driver_problems(weights) == []
+    by_field = section.model_copy(update={"backend_header": None, "backend_field": "cluster"})
+    assert endpoint_problems(EndpointProbe(by_field)) == []
+
+
+def test_the_gate_names_a_wrong_header_and_a_missing_listener(
+    traffic: Start, session: boto3.Session
+) -> None:
+    facts, section, _ = traffic((50,))
+    wrong = section.model_copy(update={"backend_header": "X-Cluster"})
+    problems = endpoint_problems(EndpointProbe(wrong), count=5)
+    assert problems == [
+        f"5 of 5 answers from {facts.edge_url}/ named no cluster by header X-Cluster (expected "
+        "old or new, got None x5): set cutover.backend_header / backend_field / old_backend / "
+        "new_backend"
+    ]
+    gone = section.driver.model_copy(update={"listener_arn": facts.listener_arn + "0"})
+    (problem,) = driver_problems(weights_for(gone, session))
+    assert "ListenerNotFound" in problem
+
+
+def test_the_sweep_callback_puts_the_recorded_weight_back(
+    traffic: Start, session: boto3.Session
+) -> None:
+    _, section, weights = traffic((50,))
+    weights.set(50)
+    record = {"driver": section.driver.model_dump_json(), "weight": "0"}
+    done = restore_recorded_weight(record, session)
+    assert weights.get() == 0
+    assert done == f"{weights.description} set back to new weight 0%"
