@@ -31,6 +31,7 @@ from clustergate.lease import disruption_lease
 from clustergate.report.history import settings_from_config
 from clustergate.results import Recorder, SummaryWriter
 from clustergate.selection import INCLUDED_IN, disruption_allowed, selected_suites
+from clustergate.turns import check_turn, remove_turns
 
 ROOT = Path(__file__).parent
 TARGET_ENV = "CLUSTERGATE_TARGET"
@@ -128,7 +129,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     target = config.stash.get(_TARGET, None)
-    if target and target.twin_state_dir and not _is_worker(config):
+    if target is None or _is_worker(config):
+        return
+    remove_turns(target.run_id)
+    if target.twin_state_dir:
         _stop_twin(target.twin_state_dir)
 
 
@@ -216,14 +220,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if item.get_closest_marker(profile):
                 for name in wider:
                     item.add_marker(name)
-        if item.get_closest_marker("disruptive"):
-            item.add_marker(pytest.mark.xdist_group("disruptive"))
-            if not allowed:
-                item.add_marker(
-                    pytest.mark.skip(
-                        reason="disruptive: select -m signoff/nightly or pass --allow-disruptive"
-                    )
+        if item.get_closest_marker("disruptive") and not allowed:
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="disruptive: select -m signoff/nightly or pass --allow-disruptive"
                 )
+            )
 
 
 @pytest.fixture(scope="session")
@@ -263,8 +265,9 @@ def run(
 
 
 @pytest.fixture(autouse=True)
-def _check_scope(run: runctx.RunContext) -> Iterator[None]:
-    """What a check registers with ``run.on_teardown`` is put back when that check ends."""
+def _check_scope(run: runctx.RunContext, _turn: None) -> Iterator[None]:
+    """What a check registers with ``run.on_teardown`` is put back when that check ends, before
+    it gives up its turn (a drained node is uncordoned before other checks run again)."""
     with run.check_scope() as failures:
         yield
     if failures:
@@ -278,11 +281,19 @@ def measure(request: pytest.FixtureRequest) -> Recorder:
 
 
 @pytest.fixture(autouse=True)
-def _disruption_lease(request: pytest.FixtureRequest) -> Iterator[None]:
-    if request.node.get_closest_marker("disruptive") is None:
-        yield
-        return
-    cluster = request.getfixturevalue("cluster")
+def _turn(request: pytest.FixtureRequest, cluster_config: ClusterConfig) -> Iterator[None]:
+    """A disruptive check runs alone in this run (``clustergate.turns``) and holds the cluster's
+    disruption Lease against other runs; any other check waits while one does."""
     target = request.config.stash[_TARGET]
-    with disruption_lease(cluster, target.run_id):
-        yield
+    disruptive = request.node.get_closest_marker("disruptive") is not None
+    with check_turn(
+        target.run_id,
+        request.node.nodeid,
+        disruptive=disruptive,
+        timeout_s=cluster_config.timeouts.lease_s,
+    ):
+        if not disruptive:
+            yield
+            return
+        with disruption_lease(request.getfixturevalue("cluster"), target.run_id):
+            yield

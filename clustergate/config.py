@@ -110,6 +110,9 @@ class DrainSection(Strict):
     replicas: int = Field(default=4, ge=2)
     #: minAvailable of the check's own budget; replicas - 1 keeps it tight.
     min_available: int | None = None
+    #: An evicted pod's replacement is Ready within this of its creation. Every drain, node-group
+    #: upgrade and scale-down waits this long per pod its budgets let go at a time.
+    replacement_ready_max_s: Seconds = 120
 
     @model_validator(mode="after")
     def _budget_below_replicas(self) -> DrainSection:
@@ -218,6 +221,8 @@ class Timeouts(Strict):
     scale_down_s: Seconds = 1800
     upgrade_s: Seconds = 5400
     weight_propagation_s: Seconds = 180
+    #: The longest a check waits for its turn: a disruptive check for the run's other checks to
+    #: end, any other check for a disruptive one.
     lease_s: Seconds = 7200
     #: An object left by a killed run is swept once it is older than this.
     sweep_after_s: Seconds = 3600

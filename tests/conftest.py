@@ -59,7 +59,10 @@ class RunningTwin:
         ]
 
     def environment(self) -> dict[str, str]:
-        return {**os.environ, **self.env}
+        """This process's environment without what pytest and xdist set in it (the suites'
+        run must not think it is one of this run's workers) plus the twin's AWS settings."""
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+        return {**inherited, **self.env}
 
 
 def start_twin(state_dir: Path, *extra: str) -> RunningTwin:
