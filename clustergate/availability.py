@@ -329,6 +329,16 @@ class AvailabilityWatch:
             life.terminating_at = at
         return life
 
+    def slowest_start(self, since: float) -> tuple[PodLife, float] | None:
+        """Of the pods first seen at or after ``since`` that became Ready, the one that took
+        longest from being seen to Ready, and how long."""
+        started = [
+            (life, life.ready_at - life.first_seen)
+            for life in self.pods.values()
+            if life.first_seen >= since and life.ready_at is not None
+        ]
+        return max(started, key=lambda item: item[1], default=None)
+
     def longest_pending(self) -> tuple[PodLife, float] | None:
         now = self.now()
         lives = [(life, life.pending_for(now)) for life in self.pods.values()]

@@ -152,9 +152,7 @@ ROWS: tuple[Row, ...] = (
     ),
     Row("upgrade-skips-drain", "upgrade", ((_ROLL, "not drained"),), "nightly"),
     Row("upgrade-stuck", "upgrade", ((_ROLL, "NodeCreationFailure"),), "nightly"),
-    # No check catches slow pod start-up yet (reported): the drain waits for evicted pods to be
-    # Ready elsewhere, the nearest place a bound on readiness would fail.
-    Row("kubelet-slow-ready", "drain", ((_DRAIN_BUDGET, "Ready"),), "signoff"),
+    Row("kubelet-slow-ready", "drain", ((_DRAIN_BUDGET, "slow to start"),), "signoff"),
     Row("cutover-skewed-split", "cutover", ((_STEPS, "traffic split off target"),), "signoff"),
     Row("new-backend-errors", "cutover", ((_STEPS, "error rate"),), "signoff"),
     Row("new-backend-slow", "cutover", ((_STEPS, "significantly slower"),), "signoff"),

@@ -34,7 +34,7 @@ FAULTS: dict[str, Fault] = {
         Fault(
             "kubelet-slow-ready",
             "kubelet",
-            "Pods take slow_factor times longer to become Running and Ready.",
+            "Every pod takes slow_start seconds longer to start (slow image pulls, waits for IPs).",
         ),
         Fault(
             "irsa-wildcard-trust",

@@ -86,6 +86,7 @@ def cluster_config(settings: TwinSettings, facts: dict[str, Any]) -> dict[str, A
             "restart_gap_max_s": 2.0,
         },
         "node_groups": [{"name": group.name} for group in settings.node_groups],
+        "drain": {"replacement_ready_max_s": 6},
         "autoscaler": {"kind": "cluster-autoscaler", "status_max_age_s": 30},
         "upgrade": {"nodegroup": settings.node_groups[0].name, "max_pending_s": 60},
         "timeouts": {

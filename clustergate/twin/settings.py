@@ -31,6 +31,7 @@ class Timings:
     upgrade_eviction_limit: float = 20.0  # EKS gives up evicting a node's pods after 15 min
     weight_propagation: float = 0.5  # ELBv2 weight change to take effect: seconds
     slow_factor: float = 8.0  # how much slower the "-slow" faults make the thing they slow
+    slow_start: float = 10.0  # kubelet-slow-ready: added to every pod's start (slow pulls)
 
 
 @dataclass(frozen=True)

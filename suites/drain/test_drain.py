@@ -3,9 +3,10 @@
 The gate lists budgets that block every drain. The sign-off deploys a workload with a tight
 budget, watches its healthy pods continuously, drains one node the way ``kubectl drain`` does
 and checks that the budget held at every moment, that the API server enforced it (refused an
-eviction with 429 while it was exhausted), that the evicted pods came back elsewhere, and that
-the node is schedulable again. A second drain against a budget that never allows a disruption
-must fail with a timeout that names that budget, and still leave the node as it was.
+eviction with 429 while it was exhausted), that the evicted pods came back elsewhere, Ready
+within ``drain.replacement_ready_max_s``, and that the node is schedulable again. A second
+drain against a budget that never allows a disruption must fail with a timeout that names that
+budget, and still leave the node as it was.
 """
 
 from __future__ import annotations
@@ -120,6 +121,8 @@ def test_drain_keeps_the_budget_at_every_moment(
     lowest = watch.timeline.minimum(0.0, end)
     assert lowest is not None, f"the watch on {workload.selector} saw no pods at all"
     refused = [r for r in result.refusals if r.pod.startswith(f"{run.namespace}/")]
+    slowest = watch.slowest_start(watch.at(result.started))
+    ready_max = cluster_config.drain.replacement_ready_max_s
     measure("drain_duration", result.duration_s, "s", node=node)
     measure("evictions_refused", len(refused), "count", node=node, budget=workload.pdb)
     measure("min_availability", lowest[0], "pods", budget=min_available, replicas=replicas)
@@ -140,6 +143,17 @@ def test_drain_keeps_the_budget_at_every_moment(
             f"{node} were evicted in parallel and the budget allows {replicas - min_available} "
             "at a time: the eviction API does not enforce PodDisruptionBudgets"
         )
+    if slowest is not None:
+        life, took = slowest
+        measure("replacement_ready", took, "s", slo=ready_max, pod=life.name)
+        if took > ready_max:
+            problems.append(
+                f"evicted pods' replacements were slow to start: {life.name} on {life.node} took "
+                f"{took:.1f}s from creation to Ready (drain.replacement_ready_max_s is "
+                f"{ready_max:g}s); look at its events for image pulls, pod IP allocation or "
+                "readiness probes: every drain, node-group upgrade and scale-down waits this long "
+                "per pod a budget lets go at a time"
+            )
     if watch.gaps:
         problems.append(f"the pod watch broke, the budget is unproven for {watch.describe_gaps()}")
     still_there = [pod.metadata.name for pod in final if pod.spec.node_name == node]

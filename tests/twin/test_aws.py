@@ -449,7 +449,7 @@ class TestHealthy:
         assert host != pod
 
         credentials = InstanceMetadataFetcher(
-            timeout=1, num_attempts=1, base_url=host
+            timeout=10, num_attempts=3, base_url=host
         ).retrieve_iam_role_credentials()
         assert credentials["role_name"] == "clustergate-twin-node-role"
         node = twin.client(
@@ -595,7 +595,7 @@ class TestFaults:
         assert spec.imds_hop_limit == 2
         pod = imds_url(twin, spec.node_name, f"{spec.node_name}/pod-network")
         credentials = InstanceMetadataFetcher(
-            timeout=1, num_attempts=1, base_url=pod
+            timeout=10, num_attempts=3, base_url=pod
         ).retrieve_iam_role_credentials()
         assert credentials["role_name"] == "clustergate-twin-node-role"
 

@@ -134,6 +134,7 @@ def start_cluster(
             node_boot=0.2,
             pod_start=0.2,
             slow_factor=5.0,
+            slow_start=2.0,
             node_heartbeat=0.5,
             node_monitor_grace=2.0,
         ),

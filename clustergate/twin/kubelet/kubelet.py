@@ -53,9 +53,9 @@ class Kubelet:
         self._client_factory = client_factory
         self._client: KubeClient | None = None
         self._events: EventRecorder | None = None
-        self.slow_factor = (
-            settings.timings.slow_factor if settings.has_fault("kubelet-slow-ready") else 1.0
-        )
+        timings = settings.timings
+        slow = timings.slow_start if settings.has_fault("kubelet-slow-ready") else 0.0
+        self.start_delay = timings.pod_start + slow
         self.workers: dict[str, PodWorker] = {}
         self._ips_in_use: set[str] = set()
         self._informer: Informer | None = None

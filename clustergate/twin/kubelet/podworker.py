@@ -130,7 +130,7 @@ class PodWorker:
         if pod_finished(self.pod):
             return
         await self._report()
-        delay = self.kubelet.settings.timings.pod_start * self.kubelet.slow_factor
+        delay = self.kubelet.start_delay
         started = asyncio.get_running_loop().time()
         if self.uses_sandbox:
             await self._prepare_sandbox()
@@ -256,7 +256,7 @@ class PodWorker:
 
     async def _become_ready(self, container: Container) -> None:
         probe = container.spec.get("readinessProbe") or {}
-        wait = float(probe.get("initialDelaySeconds", 0)) * self.kubelet.slow_factor
+        wait = float(probe.get("initialDelaySeconds", 0))
         if wait:
             await asyncio.sleep(wait)
         if container.running:
