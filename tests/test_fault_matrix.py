@@ -6,7 +6,6 @@ with the group's faults and runs their suites once; groups run side by side unde
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -53,19 +52,3 @@ def test_each_fault_of_the_group_fails_its_check_naming_the_cause(
     print(fault_matrix.table([result]))
     found = fault_matrix.failures([result])
     assert not found, f"(table in {markdown})\n" + "\n".join(found)
-
-
-@pytest.mark.timeout(fault_matrix.GROUP_TIMEOUT_S + 120)
-def test_a_healthy_twin_passes_every_check_of_the_whole_suite(tmp_path: Path) -> None:
-    """``tools/healthy_runs.py -k 1``: no check fails against a healthy twin."""
-    run = fault_matrix.run_on_fresh_twin(
-        tmp_path / "twin", [], ["-m", "nightly"], fault_matrix.GROUP_TIMEOUT_S
-    )
-    failed = {
-        c["nodeid"]: c["message"][:500]
-        for c in run.checks
-        if c["outcome"] not in ("passed", "skipped")
-    }
-    assert run.checks, run.problem or "no check ran"
-    assert not run.problem, run.problem
-    assert not failed, json.dumps(failed, indent=2)
