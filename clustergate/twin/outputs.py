@@ -95,7 +95,7 @@ def cluster_config(settings: TwinSettings, facts: dict[str, Any]) -> dict[str, A
             "probe_s": 60,
             "drain_s": 120,
             "scale_up_s": max(60.0, timings.max_node_provision * 2),
-            "scale_down_s": 120,
+            "scale_down_s": 60,
             "upgrade_s": 300,
             "weight_propagation_s": 15,
             "lease_s": 600,
