@@ -1,6 +1,6 @@
 """Benchmark (printed, never asserted): Locust load phase vs wrk against the twin's edge.
 
-    /work/venv/bin/python tests/bench_load.py [--seconds 10] [--users 16] [--workers 0]
+    python tests/bench_load.py [--seconds 10] [--users 16] [--workers 0]
 
 Starts moto and the twin's traffic side in this process (weights 50/50), then loads the edge
 for the same time with a Locust phase (clustergate.load_phase.run_phase) and with wrk (Debian

@@ -8,12 +8,10 @@ the walk with a message naming its cause and leave the weight where it was befor
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import boto3
 import pytest
@@ -34,26 +32,11 @@ from clustergate.twin.netmap import Netmap
 from clustergate.twin.settings import Timings, TwinSettings
 from clustergate.twin.traffic import TrafficFacts, TrafficSide
 from clustergate.weights import Weights, weights_for
+from tests.loop_thread import LoopThread
 
-T = TypeVar("T")
 REGION = "us-west-2"
 SEED = 2024
 STEP = {"users": 4, "spawn_rate": 4, "max_duration_s": 10, "min_requests": 300}
-
-
-class LoopThread:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 pages of 500 (as informers and kubectl do), through the kubernetes client's raw responses and
 through its typed models. Prints figures; asserts nothing about time.
 
-    /work/venv/bin/python -m tests.twin.bench_apiserver
+    python -m tests.twin.bench_apiserver
 """
 
 from __future__ import annotations

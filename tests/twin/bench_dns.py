@@ -1,6 +1,6 @@
 """How fast the twin's NodeLocal DNSCache answers on this machine (not collected by pytest).
 
-    /work/venv/bin/python tests/twin/bench_dns.py [--queries 3000]
+    python tests/twin/bench_dns.py [--queries 3000]
 
 The twin's DNS (VPC resolver, cluster DNS, one node cache) runs in one event loop in a child
 process, as in the twin; clients ask from this process with dnspython (as probe pods ask from

@@ -1,7 +1,7 @@
 """Benchmark: from nothing to 10 Ready nodes (API server, controllers, 10 kubelets), then to a
 100-replica Deployment fully available. Prints the figures; asserts nothing about speed.
 
-    /work/venv/bin/python -m tests.twin.bench_twin_start
+    python -m tests.twin.bench_twin_start
 """
 
 from __future__ import annotations

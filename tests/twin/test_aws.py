@@ -9,18 +9,16 @@ side is another component).
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import hashlib
 import ipaddress
 import ssl
-import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from xml.etree import ElementTree as ET
 
 import boto3
@@ -38,31 +36,14 @@ from clustergate.twin.aws import AwsFacts, AwsSide
 from clustergate.twin.cloud import InstanceSpec
 from clustergate.twin.netmap import Netmap
 from clustergate.twin.settings import NodeGroupShape, TwinSettings
+from tests.loop_thread import LoopThread
 
-T = TypeVar("T")
 REGION = "us-west-2"
 ISSUER = "https://oidc.eks.us-west-2.amazonaws.com/id/C1USTERGATET3STISSUER"
 UNKNOWN_ISSUER = "https://oidc.eks.us-west-2.amazonaws.com/id/N0PR0VIDER"
 PAYMENTS = "system:serviceaccount:payments:payments-api"
 ORDERS = "system:serviceaccount:orders:orders-worker"
 STS_NS = "{https://sts.amazonaws.com/doc/2011-06-15/}"
-
-
-class LoopThread:
-    """An event loop in a background thread, as the twin runs its components."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
-        self.loop.close()
 
 
 class RecordingLauncher:

@@ -3,7 +3,6 @@ three kubelets in a background event loop, driven with the official client and k
 
 from __future__ import annotations
 
-import asyncio
 import re
 import subprocess
 import threading
@@ -28,24 +27,10 @@ from clustergate.twin.kubelet import KubeletPool
 from clustergate.twin.kubelet_hub import KubeletHub
 from clustergate.twin.netmap import Netmap
 from clustergate.twin.settings import Timings, TwinSettings
+from tests.loop_thread import LoopThread
 
 T = TypeVar("T")
 PROBE_IMAGE = "ghcr.io/clustergate/clustergate-probe:0.1.0"
-
-
-class LoopThread:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
-        self.loop.close()
 
 
 def instance(settings: TwinSettings, index: int, **extra: Any) -> InstanceSpec:

@@ -10,12 +10,11 @@ and the add-on runtimes with their netmap publications.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import urllib.request
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any
 
 import dns.asyncquery
 import dns.flags
@@ -43,28 +42,11 @@ from clustergate.twin.dns import (
 )
 from clustergate.twin.netmap import Netmap
 from clustergate.twin.settings import Network, TwinSettings
+from tests.loop_thread import LoopThread
 
-T = TypeVar("T")
 NODELOCAL = "169.254.20.10"
 KUBE_DNS = "10.100.0.10"
 ZONE = "cluster.local"
-
-
-class LoopThread:
-    """An event loop in a background thread, as the twin runs its components."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
-        self.loop.close()
 
 
 class FakeClock:

@@ -7,12 +7,10 @@ over UDP where the netmap says the pod's address listens.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,26 +27,10 @@ from clustergate.twin.kubeclient import KubeClient
 from clustergate.twin.kubelet_hub import KubeletHub
 from clustergate.twin.netmap import Netmap
 from clustergate.twin.settings import TwinSettings
+from tests.loop_thread import LoopThread
 
 T = TypeVar("T")
 KUBE_DNS = "10.100.0.10"
-
-
-class LoopThread:
-    """An event loop in a background thread, as the twin runs its components."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
-        self.loop.close()
 
 
 class Cluster:

@@ -9,7 +9,6 @@ The test drives them as the upgrade suite drives EKS: boto3 against the gateway
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import uuid
@@ -34,6 +33,7 @@ from clustergate.twin.kubelet import KubeletPool
 from clustergate.twin.kubelet_hub import KubeletHub
 from clustergate.twin.netmap import Netmap
 from clustergate.twin.settings import NodeGroupShape, Timings, TwinSettings
+from tests.loop_thread import LoopThread
 
 T = TypeVar("T")
 CLUSTER = "clustergate-twin"
@@ -45,21 +45,6 @@ TIMINGS = Timings(
     upgrade_eviction_limit=3.0,
     max_node_provision=3.0,
 )
-
-
-class LoopThread:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
-        self.loop.close()
 
 
 def wait_for(check: Callable[[], T], what: str, timeout: float = 20.0) -> T:

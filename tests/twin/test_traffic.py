@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import socket
-import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import boto3
@@ -27,8 +26,8 @@ from clustergate.stats import Verdict, compare_latency, proportion_interval, sha
 from clustergate.twin.netmap import Netmap
 from clustergate.twin.settings import Timings, TwinSettings
 from clustergate.twin.traffic import TrafficFacts, TrafficSide
+from tests.loop_thread import LoopThread
 
-T = TypeVar("T")
 REGION = "us-west-2"
 #: Seeds the split and the faults' draws, so that a statistical assertion gives the same
 #: result on every run instead of failing at its confidence level's rate.
@@ -41,23 +40,6 @@ class Answer:
     header: str
     body_cluster: str
     latency_ms: float
-
-
-class LoopThread:
-    """An event loop in a background thread, as the twin runs its components."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")
