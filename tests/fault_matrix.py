@@ -100,6 +100,11 @@ ROWS: tuple[Row, ...] = (
         ((_IRSA_CONFIG + "test_each_trust_policy_admits_exactly_its_service_account", ":aud"),),
     ),
     Row(
+        "irsa-role-admin",
+        "irsa",
+        ((_IRSA_PODS + "test_configured_calls_are_allowed_and_denied", "must be denied"),),
+    ),
+    Row(
         "imds-hop-limit-2",
         "irsa",
         (
@@ -176,6 +181,7 @@ GROUPS: tuple[Group, ...] = (
     Group("c", ("imds-hop-limit-2", "dns-slow-cache", "scale-down-never", "new-backend-slow")),
     Group("d", ("webhook-off", "eviction-ignores-pdb", "autoscaler-slow", "weights-ignored")),
     Group("e", ("kubelet-slow-ready",)),
+    Group("f", ("irsa-role-admin",)),
 )
 
 ROW_OF = {row.fault: row for row in ROWS}

@@ -39,13 +39,16 @@ def _region() -> str:
 
 
 def _client(service: str, region: str | None = None, **credentials: str) -> Any:
+    """A boto3 client for the endpoint botocore picks (regional or global), or where the
+    sandbox maps that endpoint when the probe runs in the twin."""
     region = region or _region()
+    config = Config(retries={"max_attempts": 2}, connect_timeout=5, read_timeout=10)
+    client = boto3.client(service, region_name=region, config=config, **credentials)
+    mapped = sandbox.url(client.meta.endpoint_url)
+    if mapped == client.meta.endpoint_url:
+        return client
     return boto3.client(
-        service,
-        region_name=region,
-        endpoint_url=sandbox.aws_endpoint(service, region),
-        config=Config(retries={"max_attempts": 2}, connect_timeout=5, read_timeout=10),
-        **credentials,
+        service, region_name=region, endpoint_url=mapped, config=config, **credentials
     )
 
 
@@ -140,12 +143,22 @@ def web_identity(try_roles: list[str], calls: list[str]) -> dict[str, Any]:
 def _call(spec: str, keys: dict[str, str]) -> dict[str, Any]:
     """``service:Operation:{"json":"params"}`` made with the assumed credentials."""
     service, operation, params = ([*spec.split(":", 2), "{}"])[:3]
+    name = f"{service}:{operation}"
     try:
         getattr(_client(service, **keys), xform_name(operation))(**json.loads(params))
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code")
-        return {"call": f"{service}:{operation}", "allowed": code not in _DENIED, "code": code}
-    return {"call": f"{service}:{operation}", "allowed": True, "code": None}
+        return {"call": name, "allowed": code not in _DENIED, "code": code}
+    except (BotoCoreError, ValueError, TypeError, AttributeError) as error:
+        # No answer from AWS (unreachable endpoint, unknown operation, bad parameters): the
+        # call proves nothing either way.
+        return {
+            "call": name,
+            "allowed": None,
+            "code": None,
+            "error": f"{type(error).__name__}: {error}",
+        }
+    return {"call": name, "allowed": True, "code": None}
 
 
 _DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "Forbidden"}

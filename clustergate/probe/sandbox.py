@@ -62,10 +62,3 @@ def url(public: str) -> str:
         if public == base or public.startswith(base + "/"):
             return local + public[len(base) :]
     return public
-
-
-def aws_endpoint(service: str, region: str) -> str | None:
-    """An endpoint override for boto3 when the sandbox maps AWS elsewhere, else None."""
-    public = f"https://{service}.{region}.amazonaws.com"
-    mapped = url(public)
-    return None if mapped == public else mapped

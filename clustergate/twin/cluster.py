@@ -111,10 +111,7 @@ class Twin:
 
         config_facts = {
             "probe_image": PROBE_IMAGE,
-            "irsa_mappings": [
-                (mapping.namespace, mapping.service_account, mapping.role_arn)
-                for mapping in facts.irsa
-            ],
+            "irsa_mappings": list(facts.irsa),
             "cutover": outputs.cutover_section(traffic_facts),
         }
         outputs.write_aws_env(state / "aws-env.json", environment)

@@ -47,6 +47,11 @@ FAULTS: dict[str, Fault] = {
             "One IRSA role's trust policy has no :aud condition.",
         ),
         Fault(
+            "irsa-role-admin",
+            "aws",
+            "One IRSA role also has a policy allowing every action on every resource.",
+        ),
+        Fault(
             "imds-hop-limit-2",
             "aws",
             "Node launch templates set the IMDSv2 hop limit to 2: pods reach node credentials.",

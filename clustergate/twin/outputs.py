@@ -68,13 +68,13 @@ def cluster_config(settings: TwinSettings, facts: dict[str, Any]) -> dict[str, A
         "irsa": {
             "mappings": [
                 {
-                    "namespace": namespace,
-                    "service_account": name,
-                    "role_arn": role_arn,
-                    "must_allow": [],
-                    "must_deny": [],
+                    "namespace": mapping.namespace,
+                    "service_account": mapping.service_account,
+                    "role_arn": mapping.role_arn,
+                    "must_allow": [_call(*call) for call in mapping.may_call],
+                    "must_deny": [_call(*call) for call in mapping.must_not_call],
                 }
-                for namespace, name, role_arn in facts["irsa_mappings"]
+                for mapping in facts["irsa_mappings"]
             ],
         },
         "dns": {
@@ -105,6 +105,10 @@ def cluster_config(settings: TwinSettings, facts: dict[str, Any]) -> dict[str, A
     if "cutover" in facts:
         config["cutover"] = facts["cutover"]
     return config
+
+
+def _call(service: str, operation: str) -> dict[str, str]:
+    return {"service": service, "operation": operation}
 
 
 def cutover_section(traffic: Any) -> dict[str, Any]:

@@ -253,12 +253,14 @@ def test_configured_calls_are_allowed_and_denied(
             (call, False) for call in mapping.must_deny
         ]
         for (call, allowed), made in zip(wanted, result["assume"]["calls"], strict=True):
-            if made["allowed"] != allowed:
+            named = f"{label}: {call.service}:{call.operation}" + (
+                f" {call.parameters}" if call.parameters else ""
+            )
+            if made["allowed"] is None:
+                reports.append(f"{named} got no answer from AWS: {made['error']}")
+            elif made["allowed"] != allowed:
                 verdict = "allowed" if allowed else "denied"
-                reports.append(
-                    f"{label}: {call.service}:{call.operation} {call.parameters} must be "
-                    f"{verdict}, got {made['code'] or 'success'}"
-                )
+                reports.append(f"{named} must be {verdict}, got {made['code'] or 'success'}")
     assert not reports, "\n".join(reports)
 
 

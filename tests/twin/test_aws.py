@@ -44,6 +44,9 @@ UNKNOWN_ISSUER = "https://oidc.eks.us-west-2.amazonaws.com/id/N0PR0VIDER"
 PAYMENTS = "system:serviceaccount:payments:payments-api"
 ORDERS = "system:serviceaccount:orders:orders-worker"
 STS_NS = "{https://sts.amazonaws.com/doc/2011-06-15/}"
+#: botocore's IMDS client obeys $AWS_EC2_METADATA_DISABLED, which tox sets so that nothing
+#: probes this machine's 169.254.169.254; these tests ask the twin's IMDS, so they ignore it.
+IMDS_ON: dict[str, str] = {}
 
 
 class RecordingLauncher:
@@ -237,7 +240,9 @@ def healthy(loop: LoopThread, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 @pytest.fixture(scope="class")
 def faulty(loop: LoopThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twin]:
-    faults = frozenset({"irsa-wildcard-trust", "irsa-no-audience", "imds-hop-limit-2"})
+    faults = frozenset(
+        {"irsa-wildcard-trust", "irsa-no-audience", "imds-hop-limit-2", "irsa-role-admin"}
+    )
     twin = Twin(loop, tmp_path_factory.mktemp("faults"), faults)
     yield twin
     twin.close()
@@ -265,6 +270,31 @@ class TestHealthy:
         identity = twin.client("sts", **answer["Credentials"]).get_caller_identity()
         assert identity["Arn"] == (
             "arn:aws:sts::123456789012:assumed-role/clustergate-twin-payments-api/probe"
+        )
+
+    def test_role_credentials_get_what_the_role_allows_and_nothing_else(self, twin: Twin) -> None:
+        credentials = twin.assume("payments-api", twin.issuer.token(PAYMENTS))["Credentials"]
+        twin.client("autoscaling", **credentials).describe_auto_scaling_groups()
+        twin.client("sts", **credentials).get_caller_identity()
+        code, message, status = error_of(lambda: twin.client("iam", **credentials).list_roles())
+        assert (code, status) == ("AccessDenied", 403)
+        assert message.startswith(
+            "User: arn:aws:sts::123456789012:assumed-role/clustergate-twin-payments-api/probe "
+            "is not authorized to perform: iam:ListRoles"
+        )
+        code, _, status = error_of(lambda: twin.client("ec2", **credentials).describe_instances())
+        assert (code, status) == ("UnauthorizedOperation", 403)
+        # The runner's own keys are not a role session: nothing changes for them.
+        twin.client("iam").list_roles()
+
+    def test_config_lists_each_roles_allowed_and_denied_calls(self, twin: Twin) -> None:
+        by_account = {m.service_account: m for m in twin.facts.irsa}
+        assert by_account["payments-api"].may_call == (
+            ("autoscaling", "DescribeAutoScalingGroups"),
+        )
+        assert by_account["payments-api"].must_not_call == (
+            ("elbv2", "DescribeLoadBalancers"),
+            ("iam", "ListRoles"),
         )
 
     def test_get_form_is_verified_too(self, twin: Twin) -> None:
@@ -430,7 +460,7 @@ class TestHealthy:
         assert host != pod
 
         credentials = InstanceMetadataFetcher(
-            timeout=10, num_attempts=3, base_url=host
+            timeout=10, num_attempts=3, base_url=host, env=IMDS_ON
         ).retrieve_iam_role_credentials()
         assert credentials["role_name"] == "clustergate-twin-node-role"
         node = twin.client(
@@ -447,7 +477,7 @@ class TestHealthy:
 
         started = time.monotonic()
         from_pod = InstanceMetadataFetcher(
-            timeout=1, num_attempts=1, base_url=pod
+            timeout=1, num_attempts=1, base_url=pod, env=IMDS_ON
         ).retrieve_iam_role_credentials()
         assert from_pod == {}
         assert time.monotonic() - started >= 1.0  # the token PUT timed out, not refused
@@ -560,6 +590,13 @@ class TestFaults:
             "AccessDenied"
         )
 
+    def test_admin_role_may_call_anything(self, twin: Twin) -> None:
+        credentials = twin.assume("payments-api", twin.issuer.token(PAYMENTS))["Credentials"]
+        twin.client("iam", **credentials).list_roles()
+        twin.client("elbv2", **credentials).describe_load_balancers()
+        orders = twin.assume("orders-worker", twin.issuer.token(ORDERS))["Credentials"]
+        assert error_of(lambda: twin.client("iam", **orders).list_roles())[0] == "AccessDenied"
+
     def test_no_audience_accepts_another_client_id(self, twin: Twin) -> None:
         add_client_id(twin, "other-app")
         answer = twin.assume("orders-worker", twin.issuer.token(ORDERS, aud="other-app"))
@@ -576,7 +613,7 @@ class TestFaults:
         assert spec.imds_hop_limit == 2
         pod = imds_url(twin, spec.node_name, f"{spec.node_name}/pod-network")
         credentials = InstanceMetadataFetcher(
-            timeout=10, num_attempts=3, base_url=pod
+            timeout=10, num_attempts=3, base_url=pod, env=IMDS_ON
         ).retrieve_iam_role_credentials()
         assert credentials["role_name"] == "clustergate-twin-node-role"
 

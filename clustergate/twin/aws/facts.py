@@ -12,6 +12,9 @@ class IrsaMapping:
     role_arn: str
     #: Roles this service account must NOT be able to assume (the other mappings' roles).
     denied_role_arns: tuple[str, ...] = ()
+    #: (boto3 client name, operation) its role's policies allow, and calls they do not.
+    may_call: tuple[tuple[str, str], ...] = ()
+    must_not_call: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,15 @@ signature), except:
 - EKS node-group version updates (UpdateNodegroupVersion, DescribeUpdate, ListUpdates), which
   moto lacks, are answered by :class:`NodegroupUpdates` once the AWS side attached it; it also
   shows an update's outcome in DescribeNodegroup.
+- Query-API calls made with a role's session credentials, which get only what the role's
+  policies allow (:mod:`clustergate.twin.aws.permissions`).
 - Auto Scaling and EKS calls that may change a group are reported to a listener, so instances
   follow desired capacity at once rather than at the next poll.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import xml.etree.ElementTree as ET
@@ -27,6 +30,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from clustergate.twin.aws import permissions
 from clustergate.twin.aws.nodegroup_updates import NodegroupUpdates
 from clustergate.twin.aws.query_errors import QueryApiError
 from clustergate.twin.aws.web_identity import VerifiedIdentity, WebIdentityVerifier
@@ -89,6 +93,16 @@ class Gateway:
             except QueryApiError as error:
                 log.info("AssumeRoleWithWebIdentity refused: %s", error)
                 return error.to_response()
+        refused = (
+            await asyncio.to_thread(
+                permissions.refusal, request.method, request.path, request.headers, params, body
+            )
+            if permissions.judged(request.headers, params)
+            else None
+        )
+        if refused is not None:
+            log.info("%s refused: %s", params.get("Action"), refused.text)
+            return refused
         service = _signed_service(request)
         if service == "eks" and self.nodegroup_updates is not None:
             answer = await self.nodegroup_updates.handle(request, body)

@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import botocore.session
+
 from clustergate.twin.aws.facts import IrsaMapping
 from clustergate.twin.aws.images import ImageCatalog
 from clustergate.twin.aws.moto_clients import MotoClients
@@ -20,11 +22,25 @@ STS_AUDIENCE = "sts.amazonaws.com"
 #: thumbprint of the root CA behind oidc.eks.*.amazonaws.com).
 EKS_OIDC_ROOT_THUMBPRINT = "9e99a48a9960b14926bb7f3b02e22da2b0ab7280"
 
-#: (namespace, service account, role name, bucket the role may read)
-IRSA_SAMPLES: tuple[tuple[str, str, str, str], ...] = (
-    ("payments", "payments-api", "clustergate-twin-payments-api", "clustergate-twin-payments"),
-    ("orders", "orders-worker", "clustergate-twin-orders-worker", "clustergate-twin-orders"),
+#: (namespace, service account, role name, bucket the role may read, a read-only call it may make)
+IRSA_SAMPLES: tuple[tuple[str, str, str, str, tuple[str, str]], ...] = (
+    (
+        "payments",
+        "payments-api",
+        "clustergate-twin-payments-api",
+        "clustergate-twin-payments",
+        ("autoscaling", "DescribeAutoScalingGroups"),
+    ),
+    (
+        "orders",
+        "orders-worker",
+        "clustergate-twin-orders-worker",
+        "clustergate-twin-orders",
+        ("elbv2", "DescribeLoadBalancers"),
+    ),
 )
+#: No IRSA role of the twin may read IAM.
+NOBODY_MAY_CALL = ("iam", "ListRoles")
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,12 @@ class Provisioned:
 
 def _document(statements: list[dict[str, Any]]) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def _iam_action(client: str, operation: str) -> str:
+    """``elbv2``, ``DescribeLoadBalancers`` → ``elasticloadbalancing:DescribeLoadBalancers``."""
+    model = botocore.session.get_session().get_service_model(client)
+    return f"{model.signing_name}:{operation}"
 
 
 def _service_trust(service: str) -> str:
@@ -142,7 +164,7 @@ def provision(
     )
 
     roles: list[tuple[str, str, str]] = []
-    for namespace, service_account, role_name, bucket in IRSA_SAMPLES:
+    for namespace, service_account, role_name, bucket, call in IRSA_SAMPLES:
         role = iam.create_role(
             RoleName=role_name,
             AssumeRolePolicyDocument=irsa_trust_policy(
@@ -159,13 +181,31 @@ def provision(
                         "Effect": "Allow",
                         "Action": "s3:GetObject",
                         "Resource": f"arn:aws:s3:::{bucket}/*",
-                    }
+                    },
+                    {"Effect": "Allow", "Action": _iam_action(*call), "Resource": "*"},
                 ]
             ),
         )
+        if "irsa-role-admin" in settings.faults and service_account == "payments-api":
+            iam.put_role_policy(
+                RoleName=role_name,
+                PolicyName="administrator",
+                PolicyDocument=_document([{"Effect": "Allow", "Action": "*", "Resource": "*"}]),
+            )
         roles.append((namespace, service_account, role["Arn"]))
+    calls = {role_name: call for _, _, role_name, _, call in IRSA_SAMPLES}
     irsa = tuple(
-        IrsaMapping(ns, sa, arn, tuple(other for _, _, other in roles if other != arn))
+        IrsaMapping(
+            ns,
+            sa,
+            arn,
+            tuple(other for _, _, other in roles if other != arn),
+            may_call=(calls[arn.rpartition("/")[2]],),
+            must_not_call=(
+                *(call for name, call in calls.items() if name != arn.rpartition("/")[2]),
+                NOBODY_MAY_CALL,
+            ),
+        )
         for ns, sa, arn in roles
     )
     return Provisioned(
