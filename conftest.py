@@ -31,7 +31,7 @@ from clustergate.lease import disruption_lease
 from clustergate.report.history import settings_from_config
 from clustergate.results import Recorder, SummaryWriter
 from clustergate.selection import INCLUDED_IN, disruption_allowed, selected_suites
-from clustergate.turns import check_turn, remove_turns
+from clustergate.turns import Turns, remove_turns
 
 ROOT = Path(__file__).parent
 TARGET_ENV = "CLUSTERGATE_TARGET"
@@ -139,6 +139,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 _TARGET = pytest.StashKey[Target]()
 _CLUSTER = pytest.StashKey[Cluster]()
 _CONFIG = pytest.StashKey[ClusterConfig]()
+_TURNS = pytest.StashKey[Turns]()
 
 
 def _connect(config: pytest.Config) -> tuple[Cluster, ClusterConfig]:
@@ -265,7 +266,7 @@ def run(
 
 
 @pytest.fixture(autouse=True)
-def _check_scope(run: runctx.RunContext, _turn: None) -> Iterator[None]:
+def _check_scope(run: runctx.RunContext) -> Iterator[None]:
     """What a check registers with ``run.on_teardown`` is put back when that check ends, before
     it gives up its turn (a drained node is uncordoned before other checks run again)."""
     with run.check_scope() as failures:
@@ -280,20 +281,34 @@ def measure(request: pytest.FixtureRequest) -> Recorder:
     return Recorder(request.node)
 
 
+def _runs_disruptively(item: pytest.Item) -> bool:
+    return item.get_closest_marker("disruptive") is not None and not item.get_closest_marker("skip")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[bool]:
+    """A disruptive check runs alone in this run (``clustergate.turns``), from its setup to its
+    teardown; other checks hold their turn from their module's first setup to its teardown."""
+    config = item.config
+    turns = config.stash.get(_TURNS, None)
+    if turns is None:
+        timeout_s = config.stash[_CONFIG].timeouts.lease_s
+        turns = config.stash[_TURNS] = Turns(config.stash[_TARGET].run_id, timeout_s)
+    turns.take(item.nodeid, disruptive=_runs_disruptively(item))
+    try:
+        return (yield)
+    finally:
+        module_ends = nextitem is None or nextitem.module is not item.module
+        if module_ends or _runs_disruptively(nextitem) != turns.disruptive:
+            turns.release()
+
+
 @pytest.fixture(autouse=True)
-def _turn(request: pytest.FixtureRequest, cluster_config: ClusterConfig) -> Iterator[None]:
-    """A disruptive check runs alone in this run (``clustergate.turns``) and holds the cluster's
-    disruption Lease against other runs; any other check waits while one does."""
+def _disruption_lease(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A disruptive check holds the cluster's disruption Lease against other runs."""
+    if request.node.get_closest_marker("disruptive") is None:
+        yield
+        return
     target = request.config.stash[_TARGET]
-    disruptive = request.node.get_closest_marker("disruptive") is not None
-    with check_turn(
-        target.run_id,
-        request.node.nodeid,
-        disruptive=disruptive,
-        timeout_s=cluster_config.timeouts.lease_s,
-    ):
-        if not disruptive:
-            yield
-            return
-        with disruption_lease(request.getfixturevalue("cluster"), target.run_id):
-            yield
+    with disruption_lease(request.getfixturevalue("cluster"), target.run_id):
+        yield

@@ -123,6 +123,10 @@ ROWS: tuple[Row, ...] = (
                 _IRSA_PODS + "test_same_named_service_account_in_another_namespace_is_refused",
                 "AWS_ROLE_ARN is not set",
             ),
+            (
+                _IRSA_PODS + "test_configured_calls_are_allowed_and_denied",
+                "AWS_ROLE_ARN is not set",
+            ),
         ),
     ),
     Row(

@@ -159,12 +159,9 @@ def test_each_pod_assumes_exactly_its_role(
             continue
         own = result["assume"]
         if not own.get("ok"):
-            cause = (
-                f"{own.get('error_code')}: {own.get('error_message')}"
-                if own.get("error_code")
-                else own.get("error")
+            reports.append(
+                f"{label} (pod {result.pod}): no credentials for its role: {_why_not(own)}"
             )
-            reports.append(f"{label} (pod {result.pod}): no credentials for its role: {cause}")
             continue
         measure(
             "irsa_seconds_to_credentials",
@@ -179,6 +176,13 @@ def test_each_pod_assumes_exactly_its_role(
                 f"{mapping.role_arn}"
             )
     assert not reports, "\n".join(reports)
+
+
+def _why_not(assumed: dict[str, object]) -> str:
+    """Why a pod got no credentials for its role: AWS's error, or the probe's."""
+    if assumed.get("error_code"):
+        return f"{assumed['error_code']}: {assumed.get('error_message')}"
+    return str(assumed.get("error"))
 
 
 def test_each_pod_is_refused_every_other_mapped_role(
@@ -246,8 +250,13 @@ def test_configured_calls_are_allowed_and_denied(
     for mapping in checked:
         label = irsa.mapping_label(mapping)
         result = pod_identities[label]
-        if isinstance(result, str) or not result["assume"].get("ok"):
-            reports.append(f"{label}: no credentials to make the calls with (see above)")
+        if isinstance(result, str):
+            reports.append(f"{label}: probe pod gave no result: {result}")
+            continue
+        if not result["assume"].get("ok"):
+            reports.append(
+                f"{label}: no credentials to make the calls with: {_why_not(result['assume'])}"
+            )
             continue
         wanted = [(call, True) for call in mapping.must_allow] + [
             (call, False) for call in mapping.must_deny
