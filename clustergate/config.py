@@ -197,6 +197,8 @@ class CutoverSection(Strict):
     driver: WeightDriver
     steps: tuple[CutoverStep, ...]
     tolerance: Share = 0.03
+    #: For the whole cutover: each of N steps decides at 1 - (1 - confidence) / N, so a healthy
+    #: cutover is failed by chance at most 1 - confidence of the time, not N times that.
     confidence: float = Field(default=0.99, gt=0.5, lt=1)
     slo: CutoverSlo = CutoverSlo()
 

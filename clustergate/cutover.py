@@ -395,10 +395,16 @@ class StepJudge:
     decided: SequentialShareResult | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        alpha = 1 - self.section.confidence
+        alpha = 1 - self.confidence
         self.sprt = SequentialShareTest(
             self.step.weight / 100, self.section.tolerance, alpha=alpha, beta=alpha
         )
+
+    @property
+    def confidence(self) -> float:
+        """The step's share of the cutover's confidence (Bonferroni over the steps): with four
+        steps at 0.99 each, a healthy cutover would fail by chance 4% of the time."""
+        return 1 - (1 - self.section.confidence) / self.steps
 
     @property
     def _expected(self) -> list[str]:
@@ -437,7 +443,7 @@ class StepJudge:
     def judge(
         self, records: Sequence[RequestRecord], sequential: SequentialShareResult | None = None
     ) -> StepResult:
-        section, slo, confidence = self.section, self.section.slo, self.section.confidence
+        section, slo, confidence = self.section, self.section.slo, self.confidence
         named = self._named(records)
         outcomes = self._outcomes(named)
         target = self.step.weight / 100

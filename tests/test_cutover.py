@@ -77,6 +77,15 @@ def test_a_healthy_step_passes_with_every_number_recorded() -> None:
     assert result.problems == []
 
 
+def test_the_cutovers_confidence_is_shared_by_its_steps() -> None:
+    """Four steps at 99% each would fail a healthy cutover 4% of the time (seen in healthy
+    runs); each step decides at 1 - 1%/4 so the whole cutover errs at most 1%."""
+    step = StepJudge(SECTION, CutoverStep(weight=25), index=2, steps=4)
+    assert step.confidence == pytest.approx(1 - (1 - SECTION.confidence) / 4)
+    assert step.sprt.alpha == pytest.approx((1 - SECTION.confidence) / 4)
+    assert "alpha 0.0025" in step.judge(records(3000, 0.25)).sequential.describe()
+
+
 def test_a_skewed_split_fails_on_the_share() -> None:
     result = judge().judge(records(3000, 0.125))
     assert result.verdict is Verdict.FAIL

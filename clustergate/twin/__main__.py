@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
             "--fault", action="append", default=[], metavar="NAME", choices=sorted(FAULTS)
         )
         command.add_argument("--api-fault-rate", type=float, default=0.0)
-        command.add_argument("--timeout", type=float, default=120.0, help="up: seconds to ready")
+        command.add_argument("--timeout", type=float, default=120.0, help="seconds to ready")
     down = commands.add_parser("down")
     down.add_argument("--state-dir", required=True)
     commands.add_parser("faults", help="list the named faults")
@@ -53,6 +53,7 @@ def _settings(args: argparse.Namespace) -> TwinSettings:
         node_groups=default_node_groups(args.nodes),
         faults=frozenset(args.fault),
         api_fault_rate=args.api_fault_rate,
+        start_timeout_s=args.timeout,
     )
 
 
@@ -71,6 +72,8 @@ def _up(args: argparse.Namespace) -> int:
         str(args.nodes),
         "--api-fault-rate",
         str(args.api_fault_rate),
+        "--timeout",
+        str(args.timeout),
     ]
     for fault in args.fault:
         command += ["--fault", fault]

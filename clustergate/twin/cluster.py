@@ -151,8 +151,11 @@ class Twin:
 
     async def _wait_until_settled(self, client: KubeClient) -> None:
         """Every node Ready and every kube-system workload available, or a clear error."""
-        deadline = asyncio.get_running_loop().time() + 90
+        timeout_s = self.settings.start_timeout_s
+        deadline = asyncio.get_running_loop().time() + timeout_s
         expected = self.settings.node_count
+        # Listing every node is the costly part on a big twin: look less often there.
+        interval_s = max(0.2, expected / 1000)
         last = ""
         while asyncio.get_running_loop().time() < deadline:
             nodes = (await client.list("/api/v1/nodes"))["items"]
@@ -163,8 +166,8 @@ class Twin:
             if len(ready) >= expected and pods and not waiting:
                 return
             last = f"{len(ready)}/{expected} nodes Ready; kube-system pods not ready: {waiting}"
-            await asyncio.sleep(0.2)
-        raise RuntimeError(f"twin did not settle within 90s: {last}")
+            await asyncio.sleep(interval_s)
+        raise RuntimeError(f"twin did not settle within {timeout_s:g}s: {last}")
 
     async def stop(self) -> None:
         while self._stops:

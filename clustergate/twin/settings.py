@@ -102,6 +102,8 @@ class TwinSettings:
     network: Network = field(default_factory=Network)
     #: Share of API requests answered with 429/500/dropped connections (issue 12); 0 = none.
     api_fault_rate: float = 0.0
+    #: How long start-up may take until every node is Ready and kube-system is available.
+    start_timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
         validate_faults(self.faults)

@@ -125,7 +125,6 @@ def test_cache_mode_matches_the_cluster_dns_address(
     cluster: Cluster,
     cluster_config: ClusterConfig,
     kube_dns_ip: str,
-    cache_nodes: list[NodePlace],
     probed: list[NodeReport],
 ) -> None:
     dns = cluster_config.dns
@@ -140,10 +139,12 @@ def test_cache_mode_matches_the_cluster_dns_address(
             dns.mode, kube_dns_ip, dns.nodelocal_ip, dnscheck.listen_addresses(daemonset)
         )
     ]
-    for place in cache_nodes:
-        kubelet = dnscheck.kubelet_cluster_dns(cluster, place.name)
+    # The probed nodes are every node, or dns.sample_per_group_zone of each node group and zone
+    # on a big cluster: a kubelet's flags come from its node group's launch template.
+    for report in probed:
+        kubelet = dnscheck.kubelet_cluster_dns(cluster, report.place.name)
         if kubelet is not None and kubelet[:1] != [expected]:
-            problems.append(f"node {place.name}: kubelet clusterDNS is {kubelet} (/configz)")
+            problems.append(f"node {report.place.name}: kubelet clusterDNS is {kubelet} (/configz)")
     for report in probed:
         if report.probe and report.nameservers[:1] != [expected]:
             problems.append(f"{report.where}: the pod's resolv.conf names {report.nameservers}")
