@@ -27,6 +27,7 @@ class InstanceSpec:
     max_pods: int
     imds_hop_limit: int
     labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
     taints: tuple[dict[str, str], ...] = ()
     #: Set by a fault (upgrade-stuck): the kubelet registers but never becomes Ready.
     never_ready: bool = False

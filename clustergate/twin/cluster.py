@@ -38,7 +38,6 @@ from clustergate.twin.traffic import TrafficSide
 
 log = logging.getLogger("clustergate.twin")
 PROBE_IMAGE = "ghcr.io/clustergate/clustergate-probe:0.1.0"
-SCALE_DOWN_DISABLED = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
 VIEWER_RULE = PolicyRule(verbs=("get", "list", "watch"), api_groups=("*",), resources=("*",))
 
 
@@ -159,7 +158,6 @@ class Twin:
         last = ""
         while asyncio.get_running_loop().time() < deadline:
             nodes = (await client.list("/api/v1/nodes"))["items"]
-            await _keep_from_scale_down(client, nodes)
             ready = [node for node in nodes if _ready(node)]
             pods = (await client.list("/api/v1/namespaces/kube-system/pods"))["items"]
             waiting = [p["metadata"]["name"] for p in pods if not _ready(p)]
@@ -193,19 +191,6 @@ class _TaintOneNode:
 
     async def terminate(self, instance_id: str) -> None:
         await self._launcher.terminate(instance_id)
-
-
-async def _keep_from_scale_down(client: KubeClient, nodes: list[dict[str, Any]]) -> None:
-    """The nodes the twin starts with are the cluster's baseline: the autoscaler only removes
-    nodes it added, so that checks never see their nodes vanish under them. (A real cluster's
-    unneeded time is 10 minutes; the twin's is seconds.)"""
-    for node in nodes:
-        annotations = node["metadata"].get("annotations") or {}
-        if annotations.get(SCALE_DOWN_DISABLED) != "true":
-            await client.patch(
-                f"/api/v1/nodes/{node['metadata']['name']}",
-                {"metadata": {"annotations": {SCALE_DOWN_DISABLED: "true"}}},
-            )
 
 
 def _collection(group_version: str, plural: str, namespace: str | None) -> str:

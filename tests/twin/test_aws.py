@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from clustergate.twin.autoscaler.scaledown import SCALE_DOWN_DISABLED
 from clustergate.twin.aws import AwsFacts, AwsSide
 from clustergate.twin.cloud import InstanceSpec
 from clustergate.twin.netmap import Netmap
@@ -452,6 +453,8 @@ class TestHealthy:
         assert first.labels["topology.kubernetes.io/zone"] == first.zone
         hop_limits = launch_template_hop_limits(twin)
         assert set(hop_limits.values()) == {1}
+        # The baseline registers protected from the autoscaler's scale-down.
+        assert all(spec.annotations == {SCALE_DOWN_DISABLED: "true"} for spec in specs)
 
     def test_imds_gives_node_credentials_on_host_network_only(self, twin: Twin) -> None:
         spec = twin.launcher.launched[0]
@@ -520,6 +523,7 @@ class TestHealthy:
         assert spec.nodegroup == "ng-general-b"
         assert spec.zone == "us-west-2b"
         assert spec.node_ip not in {s.node_ip for s in twin.launcher.launched if s is not spec}
+        assert SCALE_DOWN_DISABLED not in spec.annotations, "an added node must be removable"
 
         autoscaling.terminate_instance_in_auto_scaling_group(
             InstanceId=added, ShouldDecrementDesiredCapacity=True

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from clustergate.twin.autoscaler.scaledown import SCALE_DOWN_DISABLED
 from clustergate.twin.aws.images import ImageCatalog
 from clustergate.twin.aws.imds import Credentials, InstanceIdentity, InstanceMetadataService
 from clustergate.twin.aws.moto_clients import MotoClients
@@ -200,6 +201,11 @@ class Fleet:
         )
         net = self._settings.network
         ip = net.node_ip(self._next_index)
+        # The nodes the twin starts with are the cluster's baseline: the autoscaler removes only
+        # nodes it added, so checks never see their nodes vanish under them (the twin's
+        # unneeded time is seconds, a real cluster's 10 minutes). Registered with the
+        # annotation, they are never unprotected, however long a big twin takes to boot.
+        baseline = self._next_index < self._settings.node_count
         self._next_index += 1
         release = self._images.release_of(image_id) or nodegroup["releaseVersion"]
         labels = {
@@ -235,6 +241,7 @@ class Fleet:
             max_pods=shape.max_pods,
             imds_hop_limit=hop_limit,
             labels=labels,
+            annotations={SCALE_DOWN_DISABLED: "true"} if baseline else {},
             taints=taints,
             never_ready=(plan.launch_template_id, wanted.launch_template_version)
             in self._never_ready,

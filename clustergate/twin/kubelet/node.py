@@ -145,6 +145,7 @@ def node_object(spec: InstanceSpec, settings: TwinSettings, ready: bool) -> Obj:
                 "alpha.kubernetes.io/provided-node-ip": spec.node_ip,
                 "node.alpha.kubernetes.io/ttl": "0",
                 "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+                **spec.annotations,
             },
         },
         "spec": {
