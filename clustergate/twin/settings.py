@@ -59,7 +59,10 @@ class Network:
         return str(ipaddress.ip_network(self.service_cidr)[index])
 
     def pod_ip(self, index: int) -> str:
-        return str(ipaddress.ip_network(self.pod_cidr)[10 + index])
+        network = ipaddress.ip_network(self.pod_cidr)
+        if 10 + index >= network.num_addresses:
+            raise ValueError(f"pod CIDR {self.pod_cidr} has no address {index}: too many nodes")
+        return str(network[10 + index])
 
 
 @dataclass(frozen=True)
