@@ -145,7 +145,6 @@ def test_cache_mode_matches_the_cluster_dns_address(
         kubelet = dnscheck.kubelet_cluster_dns(cluster, report.place.name)
         if kubelet is not None and kubelet[:1] != [expected]:
             problems.append(f"node {report.place.name}: kubelet clusterDNS is {kubelet} (/configz)")
-    for report in probed:
         if report.probe and report.nameservers[:1] != [expected]:
             problems.append(f"{report.where}: the pod's resolv.conf names {report.nameservers}")
     assert not problems, (

@@ -93,17 +93,20 @@ class Gateway:
             except QueryApiError as error:
                 log.info("AssumeRoleWithWebIdentity refused: %s", error)
                 return error.to_response()
-        refused = (
-            await asyncio.to_thread(
-                permissions.refusal, request.method, request.path, request.headers, params, body
-            )
-            if permissions.judged(request.headers, params)
-            else None
-        )
-        if refused is not None:
-            log.info("%s refused: %s", params.get("Action"), refused.text)
-            return refused
         service = _signed_service(request)
+        if permissions.judged(request.headers, params):
+            refused = await asyncio.to_thread(
+                permissions.refusal,
+                service,
+                request.method,
+                request.path,
+                request.headers,
+                params,
+                body,
+            )
+            if refused is not None:
+                log.info("%s refused: %s", params.get("Action"), refused.text)
+                return refused
         if service == "eks" and self.nodegroup_updates is not None:
             answer = await self.nodegroup_updates.handle(request, body)
             if answer is not None:

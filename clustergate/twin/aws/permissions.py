@@ -32,12 +32,15 @@ def judged(headers: Mapping[str, str], params: dict[str, str]) -> bool:
 
 
 def refusal(
-    method: str, path: str, headers: Mapping[str, str], params: dict[str, str], body: bytes
+    service: str,
+    method: str,
+    path: str,
+    headers: Mapping[str, str],
+    params: dict[str, str],
+    body: bytes,
 ) -> web.Response | None:
-    """The AccessDenied answer when the role behind the request's credentials may not call its
-    action; None when it may, or when the request is not one this module judges."""
-    if not judged(headers, params):
-        return None
+    """For a request :func:`judged` accepts, signed for ``service``: the AccessDenied answer
+    when the role behind its credentials may not call its action; None when it may."""
     try:
         request = IAMRequest(
             account_id=ACCOUNT_ID,
@@ -53,7 +56,7 @@ def refusal(
         return None
     except AccessDeniedError as denied:
         message = f"{denied.message} because no identity-based policy allows this action"
-        if "Credential=" in headers["Authorization"] and "/ec2/" in headers["Authorization"]:
+        if service == "ec2":
             return _ec2_unauthorized(message)
         return QueryApiError(403, "AccessDenied", message).to_response()
     return None

@@ -163,7 +163,7 @@ def provision(
         for group in settings.node_groups
     )
 
-    roles: list[tuple[str, str, str]] = []
+    roles: list[tuple[str, str, str, tuple[str, str]]] = []
     for namespace, service_account, role_name, bucket, call in IRSA_SAMPLES:
         role = iam.create_role(
             RoleName=role_name,
@@ -192,21 +192,20 @@ def provision(
                 PolicyName="administrator",
                 PolicyDocument=_document([{"Effect": "Allow", "Action": "*", "Resource": "*"}]),
             )
-        roles.append((namespace, service_account, role["Arn"]))
-    calls = {role_name: call for _, _, role_name, _, call in IRSA_SAMPLES}
+        roles.append((namespace, service_account, role["Arn"], call))
     irsa = tuple(
         IrsaMapping(
             ns,
             sa,
             arn,
-            tuple(other for _, _, other in roles if other != arn),
-            may_call=(calls[arn.rpartition("/")[2]],),
+            tuple(other for _, _, other, _ in roles if other != arn),
+            may_call=(call,),
             must_not_call=(
-                *(call for name, call in calls.items() if name != arn.rpartition("/")[2]),
+                *(other for _, _, role, other in roles if role != arn),
                 NOBODY_MAY_CALL,
             ),
         )
-        for ns, sa, arn in roles
+        for ns, sa, arn, call in roles
     )
     return Provisioned(
         oidc_provider_arn=provider_arn,

@@ -30,9 +30,8 @@ from clustergate.twin.settings import TwinSettings
 log = logging.getLogger(__name__)
 
 #: Pod IPs per node: each node owns a block of the pod CIDR, as the VPC CNI gives each node
-#: its own ENI addresses.
-#: Each node's block of the pod CIDR: room for max_pods (29 on the twin's m5.large shape), and
-#: small enough that a 1,000-node twin fits the /17 (with 128, only the first 255 nodes did).
+#: its own ENI addresses. Room for max_pods (29 on the twin's m5.large shape), and small enough
+#: that a 1,000-node twin fits the /17 (with 128, only the first 255 nodes did).
 POD_IPS_PER_NODE = 32
 
 
