@@ -17,7 +17,12 @@ from clustergate.twin.controllers.rollout import (
     surge_and_unavailable,
     template_hash,
 )
-from clustergate.twin.controllers.scheduling import NodeState, fit_error, schedule
+from clustergate.twin.controllers.scheduling import (
+    NodeState,
+    feasible_nodes_to_find,
+    fit_error,
+    schedule,
+)
 
 UTC = dt.UTC
 
@@ -114,7 +119,7 @@ def test_scheduler_resources_anti_affinity_and_spread() -> None:
     nodes = [
         NodeState(node(n, labels={"zone": z})) for n, z in (("a", "1"), ("b", "1"), ("c", "2"))
     ]
-    nodes[0].pods.append(pod("busy", cpu="1800m"))
+    nodes[0].add(pod("busy", cpu="1800m"))
     assert schedule(pod("p", cpu="500m"), nodes).node in {"b", "c"}
     anti = {
         "podAntiAffinity": {
@@ -127,7 +132,7 @@ def test_scheduler_resources_anti_affinity_and_spread() -> None:
         }
     }
     for state in nodes:
-        state.pods.append(pod(f"x-{state.name}"))
+        state.add(pod(f"x-{state.name}"))
     message = schedule(pod("p", affinity=anti), nodes).message
     assert message.startswith(
         "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules."
@@ -135,8 +140,8 @@ def test_scheduler_resources_anti_affinity_and_spread() -> None:
     nodes = [
         NodeState(node(n, labels={"zone": z})) for n, z in (("a", "1"), ("b", "1"), ("c", "2"))
     ]
-    nodes[0].pods.append(pod("x1"))
-    nodes[1].pods.append(pod("x2"))
+    nodes[0].add(pod("x1"))
+    nodes[1].add(pod("x2"))
     spread = [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
                "labelSelector": {"matchLabels": {"app": "x"}}}]  # fmt: skip
     assert schedule(pod("p", topologySpreadConstraints=spread), nodes).node == "c"
@@ -144,11 +149,40 @@ def test_scheduler_resources_anti_affinity_and_spread() -> None:
 
 def test_scheduler_prefers_least_allocated_and_spreads_siblings() -> None:
     nodes = [NodeState(node("a")), NodeState(node("b"))]
-    nodes[0].pods.append(pod("heavy", cpu="1", memory="2Gi"))
+    nodes[0].add(pod("heavy", cpu="1", memory="2Gi"))
     assert schedule(pod("p", cpu="100m"), nodes).node == "b"
     too_many = [NodeState(node("a", pods=1))]
-    too_many[0].pods.append(pod("one"))
+    too_many[0].add(pod("one"))
     assert "1 Too many pods" in schedule(pod("p"), too_many).message
+
+
+def test_node_state_totals_follow_adds_and_removes() -> None:
+    owned = {"ownerReferences": [{"controller": True, "uid": "rs-1"}]}
+    first, second = pod("a", cpu="300m", memory="1Gi"), pod("b", cpu="200m")
+    for each in (first, second):
+        each["metadata"].update(owned)
+    state = NodeState(node("n"), [first, second])
+    assert state.requested() == (500, 2**30)
+    assert state.requested(defaults=True) == (500, 2**30 + 200 * 2**20)
+    assert state.siblings("rs-1") == 2
+    assert state.remove("ns/a") is first
+    assert state.remove("ns/a") is None
+    assert (state.requested(), state.siblings("rs-1"), state.pod_count) == ((200, 0), 1, 1)
+
+
+def test_scheduler_filters_a_share_of_big_clusters_from_a_rotating_start() -> None:
+    assert [feasible_nodes_to_find(n) for n in (3, 99, 100, 1000, 5000, 20000)] == [
+        3, 99, 100, 420, 500, 1000,
+    ]  # fmt: skip
+    nodes = [NodeState(node(f"n{i:03}")) for i in range(200)]
+    decision = schedule(pod("p"), nodes, start=150)
+    assert decision.examined == 100
+    assert decision.node in {f"n{i % 200:03}" for i in range(150, 250)}
+    for state in nodes:
+        state.node["spec"]["unschedulable"] = True
+    refused = schedule(pod("p"), nodes, start=150)
+    assert (refused.node, refused.examined) == (None, 200)
+    assert refused.message.startswith("0/200 nodes are available: 200 node(s) were unschedulable.")
 
 
 def test_fit_error_without_nodes() -> None:

@@ -22,7 +22,7 @@ from clustergate.twin.controllers.objects import (
     pod_finished,
     pod_requests,
 )
-from clustergate.twin.controllers.scheduling import NodeState, filter_node
+from clustergate.twin.controllers.scheduling import NodeState, first_fit
 
 SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 SCALE_DOWN_DISABLED = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
@@ -113,12 +113,10 @@ def find_room(pods: list[Obj], destinations: list[NodeState]) -> bool:
     """Place every pod on ``destinations`` (mutating them), or say it cannot be done."""
     for pod in sorted(pods, key=pod_requests, reverse=True):
         moved = _without_node(pod)
-        for state in destinations:
-            if not filter_node(moved, state, destinations):
-                state.pods.append(moved)
-                break
-        else:
+        state = first_fit(moved, destinations)
+        if state is None:
             return False
+        state.add(moved)
     return True
 
 

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from clustergate.twin.controllers.objects import Obj, pod_requests
-from clustergate.twin.controllers.scheduling import NodeState, filter_node
+from clustergate.twin.controllers.scheduling import NodeState, filter_node, first_fit
 
 TO_BE_DELETED_TAINT = "ToBeDeletedByClusterAutoscaler"
 DELETION_CANDIDATE_TAINT = "DeletionCandidateOfClusterAutoscaler"
@@ -139,11 +139,10 @@ def _size(pod: Obj) -> tuple[int, int]:
 
 
 def _place(pod: Obj, states: list[NodeState]) -> bool:
-    for state in states:
-        if not filter_node(pod, state, states):
-            state.pods.append(pod)
-            return True
-    return False
+    state = first_fit(pod, states)
+    if state is not None:
+        state.add(pod)
+    return state is not None
 
 
 def fit_reasons(pod: Obj, template: GroupTemplate) -> list[str]:
@@ -172,7 +171,7 @@ def expand(template: GroupTemplate, pods: list[Obj]) -> ScaleUpOption | None:
             continue
         fresh = template.new_node(len(states))
         if not filter_node(pod, fresh, [fresh]):
-            fresh.pods.append(pod)
+            fresh.add(pod)
             states.append(fresh)
             placed.append(pod)
     if not states:

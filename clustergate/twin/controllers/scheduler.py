@@ -35,7 +35,14 @@ class Scheduler(Controller):
         self.events = EventRecorder(client, SCHEDULER_NAME)
         #: pod key -> node name, between a successful binding and the watch showing it.
         self._assumed: dict[str, str] = {}
+        #: The scheduler's cache: node name -> the pods counted on it (bound or assumed),
+        #: kept up to date by the pod watch rather than rebuilt from every pod per decision.
+        self._states: dict[str, NodeState] = {}
+        #: pod key -> the node it is counted on in ``_states``.
+        self._counted: dict[str, str] = {}
         self._unschedulable: set[str] = set()
+        #: Where the next decision starts filtering (nextStartNodeIndex).
+        self._next_start = 0
         self._binding: set[asyncio.Task[None]] = set()
         self.pods.add_handler(self._on_pod)
         self.nodes.add_handler(self._on_node)
@@ -47,6 +54,9 @@ class Scheduler(Controller):
         key = object_key(pod)
         if kind == "DELETED" or pod["spec"].get("nodeName"):
             self._assumed.pop(key, None)
+            self._uncount(key)
+            if kind != "DELETED" and not pod_finished(pod):
+                self._count(key, pod["spec"]["nodeName"], pod)
             self._unschedulable.discard(key)
             if kind == "DELETED" or (old is not None and _frees_room(old, pod)):
                 self._retry_unschedulable()
@@ -73,24 +83,40 @@ class Scheduler(Controller):
             and not pod_finished(pod)
         )
 
+    def _count(self, key: str, node_name: str, pod: Obj) -> None:
+        state = self._states.get(node_name)
+        if state is None:
+            state = self._states[node_name] = NodeState({"metadata": {"name": node_name}})
+        state.add(pod)
+        self._counted[key] = node_name
+
+    def _uncount(self, key: str) -> None:
+        node_name = self._counted.pop(key, None)
+        if node_name is not None:
+            self._states[node_name].remove(key)
+
     def _node_states(self) -> list[NodeState]:
-        states = {
-            node["metadata"]["name"]: NodeState(node)
-            for node in self.nodes.list()
-            if not is_terminating(node)
-        }
-        for pod in self.pods.list():
-            node_name = pod["spec"].get("nodeName") or self._assumed.get(object_key(pod))
-            if node_name in states and not pod_finished(pod):
-                states[node_name].pods.append(pod)
-        return sorted(states.values(), key=lambda state: state.name)
+        """The cache's view of every schedulable node, each with its current Node object."""
+        states = []
+        for node in self.nodes.list():
+            if is_terminating(node):
+                continue
+            name = node["metadata"]["name"]
+            state = self._states.get(name)
+            if state is None:
+                state = self._states[name] = NodeState(node)
+            state.node = node
+            states.append(state)
+        return sorted(states, key=lambda state: state.name)
 
     async def reconcile(self, key: str) -> None:
         pod = self.pods.get(key)
         if pod is None or not self._wants(pod) or key in self._assumed:
             self._unschedulable.discard(key)
             return
-        decision = schedule(pod, self._node_states())
+        nodes = self._node_states()
+        decision = schedule(pod, nodes, self._next_start)
+        self._next_start = (self._next_start + decision.examined) % max(1, len(nodes))
         if decision.node is None:
             self._unschedulable.add(key)
             self.queue.add_after(key, _RETRY_UNSCHEDULABLE)
@@ -99,6 +125,7 @@ class Scheduler(Controller):
         # Assume the pod is on its node now and bind in the background, as kube-scheduler's
         # binding cycle does: the next pod is scheduled against the assumed state.
         self._assumed[key] = decision.node
+        self._count(key, decision.node, pod)
         self._unschedulable.discard(key)
         task = asyncio.create_task(self._bind(pod, decision.node), name=f"bind {key}")
         self._binding.add(task)
@@ -122,7 +149,8 @@ class Scheduler(Controller):
         try:
             await self.client.post_subresource(path, "binding", binding)
         except ApiError as error:
-            self._assumed.pop(key, None)
+            if self._assumed.pop(key, None) is not None:
+                self._uncount(key)
             if error.status not in (404, 409):  # gone meanwhile, or bound by someone else
                 log.warning("binding %s to %s failed: %s", key, node_name, error)
                 self.queue.add_after(key, 1.0)
