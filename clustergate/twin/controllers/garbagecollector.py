@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from clustergate.twin.controllers.base import Controller, SharedInformers
 from clustergate.twin.controllers.objects import Obj, is_terminating
-from clustergate.twin.kubeclient import ApiError, Handler, Informer, KubeClient, resource_path
+from clustergate.twin.kubeclient import (
+    ApiError,
+    Handler,
+    Informer,
+    KubeClient,
+    object_key,
+    resource_path,
+)
 from clustergate.twin.settings import TwinSettings
 
 #: (apiVersion, kind) -> (group/version for paths, plural, namespaced) of owners we know.
@@ -34,6 +41,13 @@ class GarbageCollector(Controller):
 
     def __init__(self, settings: TwinSettings, client: KubeClient, informers: SharedInformers):
         super().__init__(settings, client, informers)
+        #: The collector's graph, as the real one keeps it (uidToNode): owners by uid, and
+        #: for each owner uid the dependents that name it. Every lease renewal and pod change
+        #: asks about its owners; at 1,000 nodes, scanning every owner for a uid was most of
+        #: the collector's time.
+        self._owner_index: dict[str, tuple[str, Obj]] = {}
+        self._dependent_index: dict[str, set[tuple[str, str]]] = {}
+        self._refs_of: dict[tuple[str, str], set[str]] = {}
         self.owners: dict[str, Informer] = {}
         for group_version, plural, _ in OWNER_KINDS.values():
             informer = informers.get(_collection(group_version, plural))
@@ -53,6 +67,11 @@ class GarbageCollector(Controller):
 
     def _owner_handler(self, plural: str) -> Handler:
         def handle(kind: str, obj: Obj, old: Obj | None) -> None:
+            uid = obj["metadata"].get("uid", "")
+            if kind == "DELETED":
+                self._owner_index.pop(uid, None)
+            else:
+                self._owner_index[uid] = (plural, obj)
             if kind == "DELETED":
                 for dep_plural, dependent in self._dependents_of(obj["metadata"]["uid"]):
                     self.queue.add(_key("dependent", dep_plural, dependent))
@@ -63,6 +82,7 @@ class GarbageCollector(Controller):
 
     def _dependent_handler(self, plural: str) -> Handler:
         def handle(kind: str, obj: Obj, old: Obj | None) -> None:
+            self._index_dependent(plural, obj, deleted=kind == "DELETED")
             if kind != "DELETED" and obj["metadata"].get("ownerReferences"):
                 self.queue.add(_key("dependent", plural, obj))
             if kind == "DELETED" or is_terminating(obj):
@@ -73,20 +93,32 @@ class GarbageCollector(Controller):
 
         return handle
 
+    def _index_dependent(self, plural: str, obj: Obj, deleted: bool) -> None:
+        meta = obj["metadata"]
+        dependent = (plural, object_key(obj))
+        for uid in self._refs_of.pop(dependent, set()):
+            named = self._dependent_index.get(uid, set())
+            named.discard(dependent)
+            if not named:
+                self._dependent_index.pop(uid, None)
+        if deleted:
+            return
+        uids = {ref["uid"] for ref in meta.get("ownerReferences") or [] if ref.get("uid")}
+        if uids:
+            self._refs_of[dependent] = uids
+            for uid in uids:
+                self._dependent_index.setdefault(uid, set()).add(dependent)
+
     def _owner_by_uid(self, uid: str) -> tuple[str, Obj] | None:
-        for plural, informer in self.owners.items():
-            for obj in informer.list():
-                if obj["metadata"].get("uid") == uid:
-                    return plural, obj
-        return None
+        return self._owner_index.get(uid)
 
     def _dependents_of(self, uid: str) -> list[tuple[str, Obj]]:
-        return [
-            (plural, obj)
-            for plural, (_, informer) in self.dependents.items()
-            for obj in informer.list()
-            if any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
-        ]
+        found = []
+        for plural, key in sorted(self._dependent_index.get(uid, ())):
+            obj = self.dependents[plural][1].get(key)
+            if obj is not None:
+                found.append((plural, obj))
+        return found
 
     async def reconcile(self, key: str) -> None:
         role, plural, namespace, name = key.split("|")
