@@ -63,6 +63,8 @@ SERVICE_ACCOUNTS = resource("", "v1", "serviceaccounts")
 PUBLIC_PATHS = ("/version", "/healthz", "/livez", "/readyz", "/.well-known/", "/openid/", "/id/")
 #: Default watch length when the client names none (the real server picks 30-60 min).
 DEFAULT_WATCH_SECONDS = 1800
+#: How often an idle watch looks whether its client has gone.
+_IDLE_CHECK_S = 5.0
 _ADMIN_USER = "kubernetes-admin"
 _COMPONENTS_USER = "system:twin-components"
 
@@ -528,33 +530,43 @@ class ApiServer:
     ) -> None:
         deadline = time.monotonic() + timeout
         next_bookmark = time.monotonic() + self.bookmark_interval
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                return
-            if request.transport is None or request.transport.is_closing():
-                return
-            if watcher.queue.empty():
-                wait = min(deadline, next_bookmark if bookmarks else deadline, now + 1.0) - now
-                try:
-                    line = await asyncio.wait_for(watcher.queue.get(), max(wait, 0.01))
-                except TimeoutError:
-                    if bookmarks and time.monotonic() >= next_bookmark:
-                        await response.write(self._bookmark(rt))
-                        next_bookmark = time.monotonic() + self.bookmark_interval
-                    continue
-            else:
-                line = watcher.queue.get_nowait()
-            if line is None:
-                return
-            chunk = [line]
-            while not watcher.queue.empty() and len(chunk) < 500:
-                more = watcher.queue.get_nowait()
-                if more is None:
-                    await response.write(b"".join(chunk))
+        # One pending get, kept across idle wake-ups: a wait_for per wake-up would cancel and
+        # recreate it, and with a watch per kubelet that churn was a fifth of a big twin's time.
+        getter: asyncio.Future[bytes | None] | None = None
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
                     return
-                chunk.append(more)
-            await response.write(b"".join(chunk))
+                if request.transport is None or request.transport.is_closing():
+                    return
+                if getter is None and not watcher.queue.empty():
+                    line = watcher.queue.get_nowait()
+                else:
+                    if getter is None:
+                        getter = asyncio.ensure_future(watcher.queue.get())
+                    wake = min(deadline, next_bookmark if bookmarks else deadline)
+                    wake = min(wake, now + _IDLE_CHECK_S)
+                    done, _ = await asyncio.wait({getter}, timeout=max(wake - now, 0.01))
+                    if not done:
+                        if bookmarks and time.monotonic() >= next_bookmark:
+                            await response.write(self._bookmark(rt))
+                            next_bookmark = time.monotonic() + self.bookmark_interval
+                        continue
+                    line, getter = getter.result(), None
+                if line is None:
+                    return
+                chunk = [line]
+                while not watcher.queue.empty() and len(chunk) < 500:
+                    more = watcher.queue.get_nowait()
+                    if more is None:
+                        await response.write(b"".join(chunk))
+                        return
+                    chunk.append(more)
+                await response.write(b"".join(chunk))
+        finally:
+            if getter is not None:
+                getter.cancel()
 
     # ---- subresources
 

@@ -265,7 +265,9 @@ class Store:
         """Register ``watcher``; replay history after ``since`` (exclusive) when given."""
         if since is not None:
             for event in self._events_after(since):
-                if event.resource == watcher.resource:
+                if event.resource == watcher.resource and (
+                    watcher.node is None or watcher.node in (node_of(event.obj), node_of(event.old))
+                ):
                     watcher.offer(event)
         if watcher.node is not None:
             index = self._node_watchers.setdefault(watcher.resource, {})
