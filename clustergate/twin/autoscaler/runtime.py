@@ -74,6 +74,7 @@ from clustergate.twin.controllers.objects import (
 from clustergate.twin.controllers.scheduling import NodeState
 from clustergate.twin.kubeclient import ApiError, Informer, KubeClient, resource_path
 from clustergate.twin.netmap import Netmap
+from clustergate.twin.pacing import pause_after
 from clustergate.twin.settings import TwinSettings
 
 log = logging.getLogger(__name__)
@@ -178,7 +179,7 @@ class ClusterAutoscaler:
                     raise
                 except Exception:
                     log.exception("cluster-autoscaler scan failed")
-                await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+                await asyncio.sleep(pause_after(interval, time.monotonic() - started))
 
     async def scan(self) -> None:
         self._scans += 1

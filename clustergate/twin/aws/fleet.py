@@ -3,8 +3,9 @@
 moto's Auto Scaling already adds and removes EC2 instances when desired capacity changes or an
 instance is terminated; the fleet turns those instances into nodes: each new one gets its
 instance metadata service and is booted by the :class:`NodeLauncher`, each vanished one is
-terminated there. It looks at moto every ``POLL_SECONDS`` and at once when the gateway reports
-an Auto Scaling call. A node runs the AMI release of its launch template version's image.
+terminated there. It looks at moto every ``POLL_SECONDS`` (longer on big twins, see
+:mod:`clustergate.twin.pacing`) and at once when the gateway reports an Auto Scaling, EKS or
+EC2 call. A node runs the AMI release of its launch template version's image.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +26,7 @@ from clustergate.twin.aws.provision import GroupPlan, Provisioned
 from clustergate.twin.aws.releases import kubelet_version
 from clustergate.twin.cloud import InstanceSpec, NodeLauncher
 from clustergate.twin.netmap import Netmap
+from clustergate.twin.pacing import pause_after
 from clustergate.twin.settings import ACCOUNT_ID, TwinSettings
 
 log = logging.getLogger(__name__)
@@ -116,14 +119,17 @@ class Fleet:
                 await self._forget(instance_id)
 
     async def _run(self) -> None:
+        spent = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+                await asyncio.wait_for(self._wake.wait(), pause_after(POLL_SECONDS, spent))
             self._wake.clear()
+            started = time.monotonic()
             try:
                 await self.reconcile()
             except Exception:
                 log.exception("reconciling instances with the Auto Scaling groups failed")
+            spent = time.monotonic() - started
 
     async def reconcile(self) -> None:
         async with self._lock:

@@ -81,7 +81,8 @@ class Gateway:
         self.app.router.add_route("*", "/{tail:.*}", self._handle)
 
     def on_scaling_change(self, listener: Callable[[], None]) -> None:
-        """Call ``listener`` after every Auto Scaling or EKS call that may change a group."""
+        """Call ``listener`` after every Auto Scaling, EKS or EC2 call that may change a group
+        (an EC2 TerminateInstances makes the group replace the instance)."""
         self._scaling_listeners.append(listener)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -117,7 +118,7 @@ class Gateway:
             if self.nodegroup_updates is not None:
                 response = self.nodegroup_updates.rewrite_nodegroup(request, response)
         changing = request.method != "GET" and not params.get("Action", "").startswith("Describe")
-        if service in ("autoscaling", "eks") and changing:
+        if service in ("autoscaling", "eks", "ec2") and changing:
             for listener in self._scaling_listeners:
                 listener()
         return response
