@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import ssl
@@ -21,6 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import orjson
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class KubeClient:
         content_type: str = "application/json",
     ) -> Obj:
         """One API call with bounded retries (see _retryable); returns the decoded JSON answer."""
-        data = None if body is None else json.dumps(body)
+        data = None if body is None else orjson.dumps(body)
         query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
         headers = {"Content-Type": content_type, "Accept": "application/json"}
         delay = 0.2
@@ -137,8 +137,7 @@ class KubeClient:
                 async with self._http().request(
                     method, self.url + path, params=query, data=data, headers=headers
                 ) as response:
-                    text = await response.text()
-                    decoded = _decode(text)
+                    decoded = _decode(await response.read())
                     if response.status < 300:
                         return decoded
                     if not last and _retryable(method, response.status, decoded):
@@ -303,7 +302,7 @@ class KubeClient:
             if response.status == 410:
                 raise ResourceExpired(path)
             if response.status >= 300:
-                raise ApiError("WATCH", path, response.status, _decode(await response.text()))
+                raise ApiError("WATCH", path, response.status, _decode(await response.read()))
             buffer = b""
             async for chunk in response.content.iter_any():
                 buffer += chunk
@@ -311,7 +310,7 @@ class KubeClient:
                     line, buffer = buffer.split(b"\n", 1)
                     if not line.strip():
                         continue
-                    event = json.loads(line)
+                    event = orjson.loads(line)
                     kind, obj = event.get("type", ""), event.get("object") or {}
                     if kind == "ERROR":
                         if obj.get("code") == 410:
@@ -434,13 +433,13 @@ def _version(obj: Obj) -> str:
     return str(obj.get("metadata", {}).get("resourceVersion", ""))
 
 
-def _decode(text: str) -> Obj:
-    if not text:
+def _decode(raw: bytes) -> Obj:
+    if not raw:
         return {}
     try:
-        decoded = json.loads(text)
-    except ValueError:
-        return {"message": text[:500]}
+        decoded = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {"message": raw[:500].decode(errors="replace")}
     return decoded if isinstance(decoded, dict) else {"items": decoded}
 
 
