@@ -3,7 +3,7 @@
     python tools/bench_scale.py [--nodes 100 --nodes 1000] [--pods-per-node 10] [--sample 2]
 
 For each size: start a twin, fill it with ``pods-per-node`` pods per node (Deployments of a
-simulated image, all Running before the run), run ``-m gate`` with the DNS checks sampling
+simulated image, all available before the run), run ``-m gate`` with the DNS checks sampling
 ``--sample`` nodes per node group and zone (dns.sample_per_group_zone), and print the wall time
 and the API requests the run made, by verb and by resource. Prints; asserts nothing.
 
@@ -34,6 +34,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clustergate.kube import Cluster, connect
+from clustergate.wait import wait_for_objects
 from tests.conftest import ROOT, RunningTwin, start_twin, stop_twin
 
 COUNTS_ENV = "CLUSTERGATE_BENCH_COUNTS"
@@ -88,7 +89,7 @@ def pytest_configure(config: object) -> None:
 
 
 def _fill(cluster: Cluster, pods: int, timeout_s: float) -> float:
-    """Create ``pods`` simulated pods through Deployments; seconds until all are Running."""
+    """Create ``pods`` simulated pods through Deployments; seconds until all are available."""
     from kubernetes import client
 
     started = time.monotonic()
@@ -120,28 +121,22 @@ def _fill(cluster: Cluster, pods: int, timeout_s: float) -> float:
         pods -= replicas
         index += 1
     wanted = sum(d.spec.replicas for d in apps.list_namespaced_deployment(LOAD_NAMESPACE).items)
-    deadline = started + timeout_s
-    running = 0
-    while time.monotonic() < deadline:
-        running = _count_running(core)
-        if running >= wanted:
-            return time.monotonic() - started
-        time.sleep(5)
-    raise TimeoutError(
-        f"{running}/{wanted} load pods Running in {LOAD_NAMESPACE} after {timeout_s:.0f}s"
+
+    def available(deployments: list[object]) -> int:
+        return sum(d.status.available_replicas or 0 for d in deployments)  # type: ignore[attr-defined]
+
+    # The Deployments' status, watched: 20 objects, where listing the pods themselves every few
+    # seconds was a load of its own on the twin being filled.
+    wait_for_objects(
+        apps.list_namespaced_deployment,
+        lambda deployments: available(deployments) >= wanted,
+        what=f"{wanted} load pods available in {LOAD_NAMESPACE}",
+        timeout_s=timeout_s,
+        describe=lambda deployments: f"{available(deployments)}/{wanted} available",
+        progress_every_s=60,
+        namespace=LOAD_NAMESPACE,
     )
-
-
-def _count_running(core: object) -> int:
-    running, token = 0, None
-    while True:
-        page = core.list_namespaced_pod(  # type: ignore[attr-defined]
-            LOAD_NAMESPACE, limit=500, _continue=token, field_selector="status.phase=Running"
-        )
-        running += len(page.items)
-        token = page.metadata._continue
-        if not token:
-            return running
+    return time.monotonic() - started
 
 
 def _sampled_config(twin: RunningTwin, sample: int) -> Path:
@@ -205,7 +200,7 @@ def _print(results: list[dict[str, object]]) -> None:
     for result in results:
         print(
             f"\n{result['nodes']} nodes, {result['pods']} pods: twin up {result['twin_start_s']}s,"
-            f" pods Running {result['fill_s']}s, gate {result['gate_wall_s']}s, "
+            f" pods available {result['fill_s']}s, gate {result['gate_wall_s']}s, "
             f"pytest exit {result['pytest_exit']}, {result['outcomes']}"
         )
     keys = sorted({key for result in results for key in result["requests"]})  # type: ignore[attr-defined]
