@@ -123,7 +123,7 @@ def _fill(cluster: Cluster, pods: int, timeout_s: float) -> float:
     wanted = sum(d.spec.replicas for d in apps.list_namespaced_deployment(LOAD_NAMESPACE).items)
 
     def available(deployments: list[object]) -> int:
-        return sum(d.status.available_replicas or 0 for d in deployments)  # type: ignore[attr-defined]
+        return sum((d.status and d.status.available_replicas) or 0 for d in deployments)  # type: ignore[attr-defined]
 
     # The Deployments' status, watched: 20 objects, where listing the pods themselves every few
     # seconds was a load of its own on the twin being filled.
