@@ -26,7 +26,7 @@ import pytest
 from clustergate import preflight, runctx
 from clustergate.config import ClusterConfig, ConfigError, load_config
 from clustergate.cutover import restore_recorded_weight
-from clustergate.kube import Cluster, ClusterAccessError, connect
+from clustergate.kube import Cluster, ClusterAccessError, connect, list_all
 from clustergate.lease import disruption_lease
 from clustergate.report.history import settings_from_config
 from clustergate.results import Recorder, SummaryWriter
@@ -188,7 +188,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             restore={runctx.RESTORE_WEIGHTS: lambda data: restore_recorded_weight(data, session)},
         )
         pytest.exit(f"sweep done: {report.describe()}", returncode=pytest.ExitCode.OK)
-    nodes = cluster.core().list_node().items
+    nodes = list_all(cluster.core().list_node)
     facts = {
         "kubernetes_version": version,
         "nodes": len(nodes),

@@ -27,7 +27,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
 
 from clustergate.config import AutoscalerSection, NodeGroup
-from clustergate.kube import Cluster
+from clustergate.kube import Cluster, list_all
 from clustergate.runctx import RunContext
 
 LAST_UPDATED = "cluster-autoscaler.kubernetes.io/last-updated"
@@ -587,7 +587,7 @@ class NodeTimeline:
 
     def sample(self) -> None:
         try:
-            nodes = self._core.list_node(_request_timeout=10).items
+            nodes = list_all(self._core.list_node, _request_timeout=10)
         except Exception:  # a sample lost to a blip is a gap in a plot, not a failure
             return
         count, ready = len(nodes), sum(1 for n in nodes if _ready(n))

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from clustergate.kube import Cluster
+from clustergate.kube import Cluster, list_all
 
 NEVER_ZERO_MAX_UNAVAILABLE = "maxUnavailable is {value}: no pod may ever be disrupted"
 NEVER_FULL_MIN_AVAILABLE = "minAvailable is {value}: every pod must stay available"
@@ -179,6 +179,6 @@ def analyse(pdbs: Iterable[Any], pods: Iterable[Any]) -> list[BudgetFinding]:
 
 def find_blocking_budgets(cluster: Cluster) -> list[BudgetFinding]:
     """:func:`analyse` over every PDB and pod of the cluster (read-only)."""
-    pdbs = cluster.policy().list_pod_disruption_budget_for_all_namespaces().items
-    pods = cluster.core().list_pod_for_all_namespaces().items
+    pdbs = list_all(cluster.policy().list_pod_disruption_budget_for_all_namespaces)
+    pods = list_all(cluster.core().list_pod_for_all_namespaces)
     return analyse(pdbs, pods)

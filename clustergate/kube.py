@@ -9,13 +9,18 @@ context, an unreachable server, rejected credentials, a missing permission) beco
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+
+#: Objects per page of a cluster-wide list, as kubectl and client-go's pager ask for.
+PAGE_SIZE = 500
 
 #: Statuses that say "not now" rather than "no": etcd leader changes and overloaded or
 #: restarting API servers answer 500/502/503/504. A 429 is retried only with a Retry-After.
@@ -130,6 +135,28 @@ def connect(kubeconfig: str | None, context: str | None, timeout_s: float = 15) 
         connect=timeout_s, read=max(timeout_s, 60)
     )
     return Cluster(api=api, server=configuration.host, context=chosen, kubeconfig=path)
+
+
+def list_all(list_fn: Callable[..., Any], page_size: int = PAGE_SIZE, **kwargs: Any) -> list[Any]:
+    """Every object of a list call (``core.list_pod_for_all_namespaces``), in pages.
+
+    A 10,000-pod cluster is then 20 answers of 500 pods rather than one of tens of megabytes
+    that the API server must build at once. When the continue token expires mid-way (410),
+    the whole list is read again unpaged, as client-go's pager falls back.
+    """
+    items: list[Any] = []
+    token = None
+    while True:
+        try:
+            page = list_fn(limit=page_size, _continue=token, **kwargs)
+        except ApiException as error:
+            if error.status != 410 or token is None:
+                raise
+            return list(list_fn(**kwargs).items)
+        items.extend(page.items)
+        token = page.metadata._continue
+        if not token:
+            return items
 
 
 def _default_kubeconfig() -> str:

@@ -21,7 +21,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from clustergate.availability import ObjectWatch
-from clustergate.kube import Cluster
+from clustergate.kube import Cluster, list_all
 from clustergate.runctx import CORDONED_BY, RunContext
 
 NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
@@ -121,7 +121,7 @@ def control_plane_version(cluster: Cluster) -> str:
 def schedulable_nodes(cluster: Cluster) -> list[Any]:
     """Ready nodes that take ordinary pods: not cordoned, no NoSchedule/NoExecute taint."""
     nodes = []
-    for node in cluster.core().list_node().items:
+    for node in list_all(cluster.core().list_node):
         taints = (node.spec.taints if node.spec else None) or []
         if cordoned_now(node) or not node_ready(node):
             continue

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from clustergate.kube import Cluster
+from clustergate.kube import Cluster, list_all
 
 log = logging.getLogger("clustergate.run")
 
@@ -177,7 +177,7 @@ def sweep(
         delete_namespace(cluster, name)
         namespaces.append(name)
     uncordoned = []
-    for node in core.list_node().items:
+    for node in list_all(core.list_node):
         owner = (node.metadata.annotations or {}).get(CORDONED_BY)
         if owner is None or owner == keep_run:
             continue

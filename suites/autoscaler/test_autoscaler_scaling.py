@@ -10,7 +10,7 @@ from kubernetes import client
 
 from clustergate import autoscaling
 from clustergate.config import ClusterConfig
-from clustergate.kube import Cluster
+from clustergate.kube import Cluster, list_all
 from clustergate.results import Recorder
 from clustergate.runctx import RunContext
 from clustergate.wait import WaitTimeout, wait_for_objects
@@ -38,7 +38,7 @@ def test_pending_pods_get_new_nodes_and_idle_nodes_go_in_time(
     timeouts = cluster_config.timeouts
     groups = {group.name for group in cluster_config.node_groups}
     core = cluster.core()
-    nodes = core.list_node().items
+    nodes = list_all(core.list_node)
     original = {node.metadata.name for node in nodes}
     sizes: list[autoscaling.GroupSizes] = []
     if section.kind == "cluster-autoscaler" and cluster_config.node_groups:
@@ -56,7 +56,7 @@ def test_pending_pods_get_new_nodes_and_idle_nodes_go_in_time(
         and (not groups or autoscaling.node_group_of(node) in groups)
     ]
     plan = autoscaling.plan_pause_pods(
-        autoscaling.node_capacities(measured, core.list_pod_for_all_namespaces().items),
+        autoscaling.node_capacities(measured, list_all(core.list_pod_for_all_namespaces)),
         section.extra_nodes,
     )
     deployment = autoscaling.pause_deployment(run, WORKLOAD, plan, groups)
@@ -86,7 +86,7 @@ def test_pending_pods_get_new_nodes_and_idle_nodes_go_in_time(
                 )
             time_to_capacity = time.monotonic() - started
             measure("time_to_capacity", time_to_capacity, "s", pods=plan.replicas)
-            added = [n for n in core.list_node().items if n.metadata.name not in original]
+            added = [n for n in list_all(core.list_node) if n.metadata.name not in original]
             measure("nodes_added", len(added), "nodes", asked=section.extra_nodes)
             names = {p.metadata.name for p in core.list_namespaced_pod(run.namespace).items}
             events = autoscaling.scale_up_events(cluster, run.namespace, names)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clustergate import dnscheck
-from clustergate.kube import Cluster
+from clustergate.kube import Cluster, list_all
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +16,7 @@ def kube_dns_ip(cluster: Cluster) -> str:
 
 @pytest.fixture(scope="module")
 def cache_nodes(cluster: Cluster) -> list[dnscheck.NodePlace]:
-    places = dnscheck.cache_nodes(cluster.core().list_node().items)
+    places = dnscheck.cache_nodes(list_all(cluster.core().list_node))
     if not places:
         pytest.fail("no Ready, uncordoned, non-Fargate node: nothing to check", pytrace=False)
     return places

@@ -9,7 +9,7 @@ from kubernetes.client.exceptions import ApiException
 
 from clustergate import irsa
 from clustergate.config import ClusterConfig, IrsaMapping
-from clustergate.kube import Cluster
+from clustergate.kube import Cluster, list_all
 
 pytestmark = [pytest.mark.irsa, pytest.mark.gate]
 
@@ -93,7 +93,7 @@ def test_each_trust_policy_admits_exactly_its_service_account(
 def test_no_kube2iam_annotations_are_left(cluster: Cluster) -> None:
     core = cluster.core()
     leftovers = irsa.kube2iam_leftovers(
-        core.list_namespace().items, core.list_pod_for_all_namespaces().items
+        list_all(core.list_namespace), list_all(core.list_pod_for_all_namespaces)
     )
     assert not leftovers, (
         f"{len(leftovers)} kube2iam/kiam annotation(s) left; IRSA ignores them, so these "

@@ -19,7 +19,7 @@ import pytest
 from clustergate import eks_upgrade, nodes, workloads
 from clustergate.availability import AvailabilityWatch
 from clustergate.config import ClusterConfig
-from clustergate.kube import Cluster
+from clustergate.kube import Cluster, list_all
 from clustergate.results import Recorder
 from clustergate.runctx import RunContext
 from clustergate.wait import WaitTimeout, wait_for_objects
@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.upgrade]
 @pytest.mark.gate
 def test_kubelets_are_within_the_skew_policy(cluster: Cluster) -> None:
     control_plane = nodes.control_plane_version(cluster)
-    skewed = nodes.skewed_nodes(cluster.core().list_node().items, control_plane)
+    skewed = nodes.skewed_nodes(list_all(cluster.core().list_node), control_plane)
     assert not skewed, (
         f"{len(skewed)} node(s) outside the version skew policy (kubelet never newer than the "
         "API server, at most 3 minors older from 1.28, 2 before): " + "; ".join(skewed)
@@ -39,7 +39,7 @@ def test_kubelets_are_within_the_skew_policy(cluster: Cluster) -> None:
 
 @pytest.mark.gate
 def test_each_node_group_runs_one_version(cluster: Cluster) -> None:
-    mixed = nodes.mixed_groups(cluster.core().list_node().items)
+    mixed = nodes.mixed_groups(list_all(cluster.core().list_node))
     assert not mixed, (
         "node groups half-way through an upgrade (or with hand-replaced nodes): " + "; ".join(mixed)
     )
@@ -57,7 +57,7 @@ def test_node_groups_run_their_release(
 ) -> None:
     eks = aws.client("eks")
     control_plane = nodes.control_plane_version(cluster)
-    by_group = nodes.versions_by_group(cluster.core().list_node().items)
+    by_group = nodes.versions_by_group(list_all(cluster.core().list_node))
     problems = []
     groups = _nodegroup_names(eks, cluster_config)
     assert groups, f"cluster {cluster_config.cluster.name} has no managed node groups to check"
