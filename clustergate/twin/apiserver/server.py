@@ -549,7 +549,11 @@ class ApiServer:
                     wake = min(wake, now + _IDLE_CHECK_S)
                     done, _ = await asyncio.wait({getter}, timeout=max(wake - now, 0.01))
                     if not done:
-                        if bookmarks and time.monotonic() >= next_bookmark:
+                        # A bookmark says "you have seen everything up to this revision": not
+                        # while an event waits in the queue (handed to the getter, not yet
+                        # taken). A client that resumed from such a bookmark lost that event.
+                        due = bookmarks and time.monotonic() >= next_bookmark
+                        if due and watcher.queue.empty():
                             await response.write(self._bookmark(rt))
                             next_bookmark = time.monotonic() + self.bookmark_interval
                         continue
