@@ -589,6 +589,41 @@ def test_scheduler_explains_unschedulable_pods(twin: TwinCluster) -> None:
         twin.core.delete_namespace(ns)
 
 
+def test_scheduler_gives_a_deleted_pods_room_to_the_next(twin: TwinCluster) -> None:
+    ns = twin.namespace()
+    node = node_names(twin)[2]
+
+    def pod(name: str) -> dict[str, Any]:
+        container = {"name": "c", "image": "nginx", "resources": {"requests": {"cpu": "1200m"}}}
+        return {
+            "metadata": {"name": name},
+            "spec": {"nodeSelector": {"kubernetes.io/hostname": node}, "containers": [container]},
+        }
+
+    try:
+        twin.core.create_namespaced_pod(ns, pod("first"))
+        wait_for(lambda: twin.core.read_namespaced_pod("first", ns).spec.node_name, "first bound")
+        twin.core.create_namespaced_pod(ns, pod("second"))
+        wait_for(
+            lambda: (
+                "Insufficient cpu"
+                in " ".join(
+                    c.message or ""
+                    for c in twin.core.read_namespaced_pod_status("second", ns).status.conditions
+                    or []
+                )
+            ),
+            "second to wait for room on the node",
+        )
+        twin.core.delete_namespaced_pod("first", ns, grace_period_seconds=0)
+        bound = wait_for(
+            lambda: twin.core.read_namespaced_pod("second", ns).spec.node_name, "second bound"
+        )
+        assert bound == node
+    finally:
+        twin.core.delete_namespace(ns)
+
+
 def test_deployment_that_cannot_progress_reports_the_deadline(twin: TwinCluster) -> None:
     ns = twin.namespace()
     body = deployment("stuck", 1, progressDeadlineSeconds=1)
