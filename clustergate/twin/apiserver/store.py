@@ -46,6 +46,12 @@ class Event:
         self.old = old
         self._lines: dict[tuple[str, int], bytes] = {}
 
+    @property
+    def nodes(self) -> set[str]:
+        """The nodes whose node-scoped watches may want this change (bound before or after;
+        "" for unbound, which a spec.nodeName= watch asks for)."""
+        return {node for node in (node_of(self.obj), node_of(self.old)) if node is not None}
+
     def line(self, type_: str, view: Callable[[Obj], Obj] | None) -> bytes:
         cache_key = (type_, id(view))
         line = self._lines.get(cache_key)
@@ -252,9 +258,8 @@ class Store:
         targets: set[Watcher] = set(self._watchers.get(resource, ()))
         by_node = self._node_watchers.get(resource)
         if by_node:
-            for node in {node_of(obj), node_of(old)}:
-                if node is not None:
-                    targets.update(by_node.get(node, ()))
+            for node in event.nodes:
+                targets.update(by_node.get(node, ()))
         for watcher in targets:
             watcher.offer(event)
 
@@ -266,7 +271,7 @@ class Store:
         if since is not None:
             for event in self._events_after(since):
                 if event.resource == watcher.resource and (
-                    watcher.node is None or watcher.node in (node_of(event.obj), node_of(event.old))
+                    watcher.node is None or watcher.node in event.nodes
                 ):
                     watcher.offer(event)
         if watcher.node is not None:
