@@ -70,12 +70,11 @@ class GarbageCollector(Controller):
             uid = obj["metadata"].get("uid", "")
             if kind == "DELETED":
                 self._owner_index.pop(uid, None)
-            else:
-                self._owner_index[uid] = (plural, obj)
-            if kind == "DELETED":
-                for dep_plural, dependent in self._dependents_of(obj["metadata"]["uid"]):
+                for dep_plural, dependent in self._dependents_of(uid):
                     self.queue.add(_key("dependent", dep_plural, dependent))
-            elif is_terminating(obj):
+                return
+            self._owner_index[uid] = (plural, obj)
+            if is_terminating(obj):
                 self.queue.add(_key("owner", plural, obj))
 
         return handle
