@@ -19,6 +19,7 @@ from clustergate.twin.controllers.objects import (
     pod_requests,
     tolerates,
 )
+from clustergate.twin.kubeclient import object_key
 
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
@@ -91,8 +92,7 @@ class NodeState:
     def remove(self, key: str) -> Obj | None:
         """Take the pod with that namespace/name off the node; the pod, or None if absent."""
         for index, pod in enumerate(self._pods):
-            meta = pod["metadata"]
-            if f"{meta.get('namespace')}/{meta.get('name')}" == key:
+            if object_key(pod) == key:
                 del self._pods[index]
                 self._count(pod, -1)
                 return pod
