@@ -94,6 +94,7 @@ def _fill(cluster: Cluster, pods: int, timeout_s: float) -> float:
 
     started = time.monotonic()
     core, apps = cluster.core(), cluster.apps()
+    wanted = pods
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=LOAD_NAMESPACE)))
     index = 0
     while pods > 0:
@@ -120,7 +121,6 @@ def _fill(cluster: Cluster, pods: int, timeout_s: float) -> float:
         )
         pods -= replicas
         index += 1
-    wanted = sum(d.spec.replicas for d in apps.list_namespaced_deployment(LOAD_NAMESPACE).items)
 
     def available(deployments: list[object]) -> int:
         return sum((d.status and d.status.available_replicas) or 0 for d in deployments)  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ from pathlib import Path
 import urllib3
 from kubernetes import client
 
+from clustergate.kube import list_all
 from tests.twin.test_apiserver import RunningServer
 
 NODES = 1_000
@@ -62,16 +63,6 @@ def paged_raw(core: client.CoreV1Api) -> int:
             return total
 
 
-def paged_models(core: client.CoreV1Api) -> int:
-    token, total = None, 0
-    while True:
-        page = core.list_pod_for_all_namespaces(limit=PAGE, _continue=token)
-        total += len(page.items)
-        token = page.metadata._continue
-        if not token:
-            return total
-
-
 def main() -> None:
     with tempfile.TemporaryDirectory() as state:
         twin = RunningServer(Path(state))
@@ -102,7 +93,7 @@ def main() -> None:
                 f"100 per-node lists (spec.nodeName index): {time.perf_counter() - started:.2f} s"
             )
             started = time.perf_counter()
-            count = paged_models(core)
+            count = len(list_all(core.list_pod_for_all_namespaces, page_size=PAGE))
             print(
                 f"paged list (limit={PAGE}), typed models: {count} pods in "
                 f"{time.perf_counter() - started:.2f} s"
