@@ -92,11 +92,3 @@ def test_loop_follows_the_moved_server_and_reports_the_gap(pod: Path) -> None:
     assert 0.4 < outcome["longest_gap_s"] < 1.5
     assert outcome["first_answer_at"] < outcome["longest_gap_ended_at"] < outcome["ended_at"]
     assert outcome["queries"] - outcome["failures"] > 20
-
-
-def test_each_query_of_a_search_walk_gets_the_whole_timeout(pod: Path) -> None:
-    route(pod, 53)
-    conf = {"nameservers": [NAMESERVER], "search": ["a.local", "b.local", "c.local"], "options": []}
-    resolver = probe_dns._resolver(conf, timeout_s=2.0)
-    assert resolver.timeout == 2.0
-    assert resolver.lifetime == 8.0  # three search domains, then the name as given

@@ -47,11 +47,8 @@ def _resolver(conf: dict[str, Any], timeout_s: float) -> dns.resolver.Resolver:
     for option in conf["options"]:
         if option.startswith("ndots:"):
             resolver.ndots = int(option.split(":", 1)[1])
-    # ``timeout_s`` bounds each query, as a pod's resolver bounds each attempt. dnspython's
-    # lifetime covers a whole resolve(), search walk included: a name with fewer dots than
-    # ndots is first tried under every search domain, each query answered on its own.
     resolver.timeout = timeout_s
-    resolver.lifetime = timeout_s * (len(resolver.search) + 1)
+    resolver.lifetime = timeout_s
     resolver.cache = None
     return resolver
 
