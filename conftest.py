@@ -23,11 +23,13 @@ from pathlib import Path
 import boto3
 import pytest
 
-from clustergate import preflight, runctx
+from clustergate import evidence, preflight, runctx
 from clustergate.config import ClusterConfig, ConfigError, load_config
 from clustergate.cutover import restore_recorded_weight
+from clustergate.failure_evidence import EvidenceWriter, FailureDiagnostics
 from clustergate.kube import Cluster, ClusterAccessError, connect, list_all
 from clustergate.lease import disruption_lease
+from clustergate.redact import Redactor, known_secrets
 from clustergate.report.history import settings_from_config
 from clustergate.results import Recorder, SummaryWriter
 from clustergate.selection import INCLUDED_IN, disruption_allowed, selected_suites
@@ -140,6 +142,7 @@ _TARGET = pytest.StashKey[Target]()
 _CLUSTER = pytest.StashKey[Cluster]()
 _CONFIG = pytest.StashKey[ClusterConfig]()
 _TURNS = pytest.StashKey[Turns]()
+_RUN = pytest.StashKey[runctx.RunContext]()
 
 
 def _connect(config: pytest.Config) -> tuple[Cluster, ClusterConfig]:
@@ -159,6 +162,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     cluster, cluster_config = _connect(config)
     config.stash[_CLUSTER], config.stash[_CONFIG] = cluster, cluster_config
+    config.pluginmanager.register(
+        FailureDiagnostics(lambda item: item.config.stash.get(_RUN, None)), "cg-diagnostics"
+    )
     if _is_worker(config):
         return
     target = config.stash[_TARGET]
@@ -209,6 +215,28 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     config.pluginmanager.register(
         SummaryWriter(reports / "summary.json", facts, history), "cg-summary"
     )
+    aws_session = boto3.Session(region_name=cluster_config.cluster.region)
+    access = [f"--kubeconfig={cluster.kubeconfig}", f"--context={cluster.context}"]
+    config.pluginmanager.register(
+        EvidenceWriter(
+            reports,
+            target.run_id,
+            {
+                **facts,
+                **evidence.cluster_facts(
+                    cluster, aws_session, cluster_config.cluster.name, target.config
+                ),
+            },
+            {
+                "kubernetes": evidence.kubernetes_identity(cluster),
+                "aws": evidence.aws_identity(aws_session),
+            },
+            Redactor(known_secrets(cluster.api.configuration)),
+            access,
+            Path(config.option.xmlpath) if config.option.xmlpath else None,
+        ),
+        "cg-evidence",
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -255,12 +283,22 @@ def run(
     namespace = f"{cluster_config.probe.namespace_prefix}-{target.run_id}-{worker}"
     labels = runctx.run_labels(target.run_id)
     runctx.create_namespace(cluster, namespace, labels)
-    context = runctx.RunContext(cluster, target.run_id, namespace, labels)
+    context = runctx.RunContext(
+        cluster,
+        target.run_id,
+        namespace,
+        labels,
+        keep_on_failure=pytestconfig.getoption("keep_on_failure"),
+    )
+    pytestconfig.stash[_RUN] = context
     try:
         yield context
     finally:
         failures = context.undo_all()
-        runctx.delete_namespace(cluster, namespace)
+        if context.kept_for:
+            runctx.keep_namespace(cluster, namespace, context.kept_for)
+        else:
+            runctx.delete_namespace(cluster, namespace)
         if failures:
             pytest.fail("could not put back: " + "; ".join(failures), pytrace=False)
 
@@ -273,6 +311,17 @@ def _check_scope(run: runctx.RunContext) -> Iterator[None]:
         yield
     if failures:
         pytest.fail("could not put back: " + "; ".join(failures), pytrace=False)
+
+
+@pytest.fixture
+def artifacts(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Path:
+    """A directory of this check's files for the evidence bundle (load phases' request logs
+    and Locust stats), under reports/artifacts/<run id>/."""
+    run_id = pytestconfig.stash[_TARGET].run_id
+    root = evidence.artifacts_dir(Path(pytestconfig.getoption("reports_dir")), run_id)
+    path = root / evidence.slug(request.node.nodeid)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @pytest.fixture

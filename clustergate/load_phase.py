@@ -31,6 +31,10 @@ STARTUP_ALLOWANCE_S = 30.0
 WORKERS_CONNECT_S = 20
 
 
+#: Locust's own statistics (``--csv``): <prefix>_stats.csv, _failures.csv, _stats_history.csv.
+LOCUST_STATS = "locust"
+
+
 class PhaseError(RuntimeError):
     """Locust did not run the phase (failed to start, or ran past its deadline)."""
 
@@ -159,11 +163,13 @@ def run_phase(
     """Run ``users`` (spawned at ``spawn_rate``/s) against ``host`` for ``duration_s``.
 
     ``request_log_dir`` must hold no request log yet (a phase's records are every ``*.jsonl``
-    in it); Locust's own output goes there too, as ``locust-*.log``. With ``workers`` > 0 the
-    records reach the log through the master every 3 s (Locust's worker report interval), so
-    an early stop reacts that much later than in a single process. ``remote_workers`` more
-    workers, started by hand on other machines against ``master_bind_host:master_port``
-    (load/README.md), are awaited for up to :data:`WORKERS_CONNECT_S` before the phase starts.
+    in it); Locust's own output goes there too, as ``locust-*.log``, and its statistics as
+    ``locust_stats.csv`` (with ``_failures``, ``_exceptions``, ``_stats_history``). With
+    ``workers`` > 0 the records reach the log through the master every 3 s (Locust's worker
+    report interval), so an early stop reacts that much later than in a single process.
+    ``remote_workers`` more workers, started by hand on other machines against
+    ``master_bind_host:master_port`` (load/README.md), are awaited for up to
+    :data:`WORKERS_CONNECT_S` before the phase starts.
     """
     log_dir = Path(request_log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -181,7 +187,14 @@ def run_phase(
         "CLUSTERGATE_REQUEST_LOG": str(log_dir),
     }
     locust = [sys.executable, "-m", "locust", "-f", str(locustfile), "--loglevel", "WARNING"]
-    master_cmd = [*locust, "--headless", "--only-summary", "--host", host.rstrip("/")]
+    master_cmd = [
+        *locust,
+        "--headless",
+        "--only-summary",
+        "--host",
+        host.rstrip("/"),
+        f"--csv={log_dir / LOCUST_STATS}",
+    ]
     worker_cmds: list[list[str]] = []
     if workers or remote_workers:
         port = master_port or _free_port()

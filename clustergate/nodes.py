@@ -142,6 +142,7 @@ def cordon(run: RunContext, node_name: str) -> None:
             "that take pods, so that it never takes over another cordon"
         )
     run.on_teardown(f"uncordon node {node_name}", lambda: uncordon(run, node_name))
+    run.name("Node", node_name)
     core.patch_node(
         node_name,
         {"spec": {"unschedulable": True}, "metadata": {"annotations": {CORDONED_BY: run.run_id}}},

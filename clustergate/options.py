@@ -66,4 +66,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="NAME",
         help="start the twin with this fault (repeatable)",
     )
+    group.addoption(
+        "--keep-on-failure",
+        action="store_true",
+        help="keep a failed check's namespace and objects to look at (remove later: --sweep)",
+    )
     group.addoption("--reports-dir", default=str(ROOT / "reports"), help="where results go")

@@ -16,11 +16,14 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from clustergate.diagnostics import pod_snapshot
 from clustergate.runctx import RunContext
 from clustergate.wait import wait_for_objects
 
 RESULT_KEY = "clustergate_probe"
 _FINISHED = ("Succeeded", "Failed")
+#: Reading a failed probe pod once more before deleting it may take this long.
+SNAPSHOT_TIMEOUT_S = 5.0
 
 
 class ProbeError(AssertionError):
@@ -87,6 +90,8 @@ def run_probe(ctx: RunContext, image: str, spec: ProbeSpec, timeout_s: float) ->
     pod = probe_pod(ctx, image, spec, name)
     namespace = pod.metadata.namespace
     core.create_namespaced_pod(namespace, pod)
+    ctx.name("Pod", name, namespace)
+    finished, log = None, None
     try:
         seen = wait_for_objects(
             core.list_namespaced_pod,
@@ -106,11 +111,38 @@ def run_probe(ctx: RunContext, image: str, spec: ProbeSpec, timeout_s: float) ->
         log = core.read_namespaced_pod_log(name, namespace, container="probe")
         return ProbeResult(name, finished.spec.node_name or "", _parse(log, namespace, name))
     finally:
+        _keep_snapshot(ctx, name, namespace, finished, log)
         try:
             core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
         except ApiException as error:
             if error.status != 404:
                 raise
+
+
+def _keep_snapshot(
+    ctx: RunContext, name: str, namespace: str, pod: client.V1Pod | None, log: str | None
+) -> None:
+    """Name the probe pod and its node with what was seen of it, for the check's diagnostics:
+    the pod is deleted next. After a failure the pod and its log are read once more."""
+    core = ctx.cluster.core()
+    try:
+        if pod is None:
+            pod = core.read_namespaced_pod(name, namespace, _request_timeout=SNAPSHOT_TIMEOUT_S)
+        if log is None:
+            log = core.read_namespaced_pod_log(
+                name,
+                namespace,
+                container="probe",
+                tail_lines=40,
+                _request_timeout=SNAPSHOT_TIMEOUT_S,
+            )
+    except Exception as error:  # a snapshot is a diagnostic: it never hides the real failure
+        log = log or f"(not read: {type(error).__name__}: {str(error)[:200]})"
+    if pod is None:
+        return
+    ctx.name("Pod", name, namespace, snapshot=pod_snapshot(ctx.cluster, pod, log))
+    if pod.spec.node_name:
+        ctx.name("Node", pod.spec.node_name)
 
 
 def _parse(log: str, namespace: str, name: str) -> dict[str, Any]:

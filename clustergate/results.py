@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from clustergate.report.history import HistorySettings
 
 MEASUREMENT = "clustergate.measurement"
+#: Attribute of a failed check's test report carrying its diagnostics (set where it ran).
+DIAGNOSTICS = "clustergate_diagnostics"
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class CheckResult:
     message: str = ""
     markers: list[str] = field(default_factory=list)
     measurements: list[dict[str, Any]] = field(default_factory=list)
+    #: What the cluster looked like when the check failed (clustergate/diagnostics.py).
+    diagnostics: dict[str, Any] | None = None
 
 
 class SummaryWriter:
@@ -80,6 +84,9 @@ class SummaryWriter:
         for key, value in report.user_properties:
             if key == MEASUREMENT and (measurement := json.loads(value)) not in check.measurements:
                 check.measurements.append(measurement)
+        diagnostics = getattr(report, DIAGNOSTICS, None)
+        if diagnostics and check.diagnostics is None:
+            check.diagnostics = diagnostics
         if report.when == "call" or report.outcome != "passed":
             if report.outcome != "passed" or check.outcome == "passed":
                 check.outcome = _outcome(report)

@@ -36,6 +36,29 @@ RESTORE_LABEL = "clustergate.io/restore"
 RESTORE_WEIGHTS = "weights"
 #: Called by :func:`sweep` with such a ConfigMap's data; returns what it put back.
 Restorer = Callable[[dict[str, str]], str]
+#: Label of a run namespace kept by ``--keep-on-failure`` for a person to look at. Its value is
+#: ``"true"``; the run that kept it has finished, so the sweep treats it as a dead run's leftover.
+KEPT_LABEL = "clustergate.io/kept-on-failure"
+#: Annotation on a kept namespace: when it was kept, and the failed checks it holds the state of.
+KEPT_AT = "clustergate.io/kept-at"
+KEPT_FOR = "clustergate.io/kept-for"
+#: Objects a check names (for its diagnostics) in each list, newest kept.
+MAX_NAMED = 50
+
+
+@dataclass(frozen=True)
+class Named:
+    """An object a check used, whose state its diagnostics show if it fails. ``snapshot`` is
+    what was seen of it before it went away (a probe pod is deleted as soon as it reported)."""
+
+    kind: str
+    name: str
+    namespace: str | None = None
+    snapshot: dict[str, object] | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str | None]:
+        return (self.kind, self.name, self.namespace)
 
 
 def new_run_id() -> str:
@@ -61,7 +84,17 @@ class RunContext:
     namespace: str
     labels: dict[str, str]
     #: One undo list per open scope: the run's, and the current check's on top of it.
-    _scopes: list[list[tuple[str, Callable[[], None]]]] = field(default_factory=lambda: [[]])
+    _scopes: list[list[_Undo]] = field(default_factory=lambda: [[]])
+    #: ``--keep-on-failure``: a failed check's deletions are skipped (its put-backs still run).
+    keep_on_failure: bool = False
+    #: The failed checks whose objects were kept (the namespace then stays too).
+    kept_for: list[str] = field(default_factory=list)
+    _check_failed: bool = False
+    #: Objects named by the current (or last) check, and those named outside any check.
+    _named_check: list[Named] = field(default_factory=list)
+    _named_shared: list[Named] = field(default_factory=list)
+    _in_check: bool = False
+    _shared_stale: bool = False
 
     def metadata(self, name: str, **extra_labels: str) -> client.V1ObjectMeta:
         return client.V1ObjectMeta(
@@ -71,40 +104,105 @@ class RunContext:
             annotations={CREATED_AT: datetime.now(UTC).isoformat()},
         )
 
-    def on_teardown(self, description: str, undo: Callable[[], None]) -> None:
+    def on_teardown(
+        self, description: str, undo: Callable[[], None], *, deletes: bool = False
+    ) -> None:
         """Register ``undo`` to run when the current check ends (or the run, outside a check),
-        newest first, even after a failure or an interrupt."""
-        self._scopes[-1].append((description, undo))
+        newest first, even after a failure or an interrupt. ``deletes``: the undo only deletes
+        what the check created (skipped for a failed check under ``--keep-on-failure``);
+        otherwise it puts back a change (a cordon, a weight) and always runs."""
+        self._scopes[-1].append(_Undo(description, undo, deletes))
+
+    def check_failed(self, check: str) -> None:
+        """The framework says the running check failed: under ``keep_on_failure`` what it
+        created stays, in the run namespace, for a person to look at."""
+        self._check_failed = True
+        if self.keep_on_failure and check not in self.kept_for:
+            self.kept_for.append(check)
+
+    def name(
+        self,
+        kind: str,
+        name: str,
+        namespace: str | None = None,
+        snapshot: dict[str, object] | None = None,
+    ) -> None:
+        """Say that the running check uses this object: if the check fails, its diagnostics
+        show the object's state and events (the run namespace is always shown).
+
+        Named inside a check, an object belongs to that check; named outside any check (by a
+        module fixture that probes once for several checks), it belongs to every check that
+        follows, until objects are named outside a check again (the next module's fixtures)."""
+        entry = Named(kind, name, namespace, snapshot)
+        if self._in_check:
+            target = self._named_check
+        else:
+            if self._shared_stale:
+                self._named_shared.clear()
+                self._shared_stale = False
+            target = self._named_shared
+        target[:] = [item for item in target if item.key != entry.key]
+        target.append(entry)
+        del target[:-MAX_NAMED]
+
+    @property
+    def in_check(self) -> bool:
+        return self._in_check
+
+    def named(self, include_check: bool = True) -> list[Named]:
+        """What the current (or last) check named, its own first, without repeats; with
+        ``include_check`` false only what was named outside checks."""
+        seen: dict[tuple[str, str, str | None], Named] = {}
+        own = self._named_check if include_check else []
+        for entry in (*own, *self._named_shared):
+            seen.setdefault(entry.key, entry)
+        return list(seen.values())
 
     @contextmanager
     def check_scope(self) -> Iterator[list[str]]:
         """Everything registered inside is undone on leaving, so that one check's workloads,
         budgets and cordons never meet the next check. Yields the list of undo failures."""
         self._scopes.append([])
+        self._named_check = []
+        self._in_check = True
+        self._check_failed = False
         failures: list[str] = []
         try:
             yield failures
         finally:
-            failures.extend(_undo(self._scopes.pop()))
+            self._in_check = False
+            self._shared_stale = True
+            keep = self.keep_on_failure and self._check_failed
+            failures.extend(_undo(self._scopes.pop(), keep_created=keep))
 
     def undo_all(self) -> list[str]:
         """Run every undo action still registered; return the ones that failed (and why)."""
         failures = []
         while self._scopes:
-            failures.extend(_undo(self._scopes.pop()))
+            failures.extend(_undo(self._scopes.pop(), keep_created=bool(self.kept_for)))
         self._scopes.append([])
         return failures
 
 
-def _undo(actions: list[tuple[str, Callable[[], None]]]) -> list[str]:
+@dataclass(frozen=True)
+class _Undo:
+    description: str
+    undo: Callable[[], None]
+    deletes: bool
+
+
+def _undo(actions: list[_Undo], keep_created: bool = False) -> list[str]:
     failures = []
     while actions:
-        description, undo = actions.pop()
+        action = actions.pop()
+        if action.deletes and keep_created:
+            log.warning("kept for --keep-on-failure: not done: %s", action.description)
+            continue
         try:
-            undo()
+            action.undo()
         except Exception as error:  # every undo must get its chance
-            failures.append(f"{description}: {error}")
-            log.error("could not %s: %s", description, error)
+            failures.append(f"{action.description}: {error}")
+            log.error("could not %s: %s", action.description, error)
     return failures
 
 
@@ -115,6 +213,23 @@ def create_namespace(cluster: Cluster, name: str, labels: dict[str, str]) -> Non
         )
     )
     cluster.core().create_namespace(body)
+
+
+def keep_namespace(cluster: Cluster, name: str, checks: list[str]) -> None:
+    """Mark a run namespace kept by ``--keep-on-failure`` (:data:`KEPT_LABEL`): the run that
+    kept it has finished, so ``--sweep`` removes it whatever its age."""
+    cluster.core().patch_namespace(
+        name,
+        {
+            "metadata": {
+                "labels": {KEPT_LABEL: "true"},
+                "annotations": {
+                    KEPT_AT: datetime.now(UTC).isoformat(),
+                    KEPT_FOR: "; ".join(checks)[:2000],
+                },
+            }
+        },
+    )
 
 
 def delete_namespace(cluster: Cluster, name: str) -> None:
@@ -163,9 +278,10 @@ def sweep(
     namespaces, restored, kept = [], [], []
     for namespace in core.list_namespace(label_selector=selector()).items:
         name = namespace.metadata.name
+        kept = (namespace.metadata.labels or {}).get(KEPT_LABEL) == "true"
         if (
             _run_of(namespace) == keep_run
-            or _created(namespace) > cutoff
+            or (_created(namespace) > cutoff and not kept)
             or namespace.metadata.deletion_timestamp is not None
         ):
             continue

@@ -111,9 +111,11 @@ def deploy(
             ),
         ),
     )
+    run.name("Deployment", name, run.namespace)
     run.on_teardown(
         f"delete deployment {run.namespace}/{name}",
         lambda: _gone(apps.delete_namespaced_deployment, name, run.namespace),
+        deletes=True,
     )
     policy.create_namespaced_pod_disruption_budget(
         run.namespace,
@@ -129,6 +131,7 @@ def deploy(
     run.on_teardown(
         f"delete poddisruptionbudget {run.namespace}/{name}",
         lambda: _gone(policy.delete_namespaced_pod_disruption_budget, name, run.namespace),
+        deletes=True,
     )
     required = min_available if min_available is not None else replicas - (max_unavailable or 0)
     workload = Workload(name, run.namespace, replicas, name, required)

@@ -52,6 +52,36 @@ class MeasurementRow:
 
 
 @dataclass(frozen=True)
+class DiagnosticsView:
+    """A failed check's diagnostics as table rows (clustergate/diagnostics.py makes them)."""
+
+    namespace: str
+    named: list[str]
+    #: (last seen, type, reason, object, count, message)
+    events: list[tuple[str, ...]]
+    #: (pod, phase, node, conditions not True, containers)
+    pods: list[tuple[str, ...]]
+    #: (pod, log tail)
+    logs: list[tuple[str, str]]
+    #: (node, conditions, cordon and taints)
+    nodes: list[tuple[str, ...]]
+    #: (operation, code, message, HTTP status, request id)
+    aws: list[tuple[str, ...]]
+    problems: list[str]
+
+    @property
+    def headline(self) -> str:
+        parts = [
+            f"{len(self.events)} event(s)",
+            f"{len(self.pods)} pod(s)",
+            f"{len(self.nodes)} node(s)",
+        ]
+        if self.aws:
+            parts.append(f"{len(self.aws)} AWS error(s)")
+        return f"namespace {self.namespace}: " + ", ".join(parts)
+
+
+@dataclass(frozen=True)
 class CheckView:
     anchor: str
     nodeid: str
@@ -60,6 +90,7 @@ class CheckView:
     duration: str
     message: str
     measurements: list[MeasurementRow]
+    diagnostics: DiagnosticsView | None = None
 
 
 @dataclass
@@ -114,6 +145,102 @@ def _fact(value: object) -> str:
     return "-" if value in (None, "") else str(value)
 
 
+def _text(value: object) -> str:
+    return "-" if value in (None, "") else str(value)
+
+
+def _container_text(container: Mapping[str, Any]) -> str:
+    def state(item: Mapping[str, Any] | None) -> str:
+        if not item:
+            return "-"
+        details = [f"{key}={value}" for key, value in item.items() if key != "state" and value]
+        return f"{item['state']}" + (f" ({', '.join(details)})" if details else "")
+
+    text = (
+        f"{container.get('name')}: ready={container.get('ready')}, "
+        f"restarts={container.get('restart_count', 0)}, {state(container.get('state'))}"
+    )
+    if container.get("last_termination"):
+        text += f"; last termination {state(container.get('last_termination'))}"
+    return text
+
+
+def _conditions_text(conditions: Sequence[Mapping[str, Any]], normal: Mapping[str, str]) -> str:
+    shown = [
+        f"{c.get('type')}={c.get('status')}"
+        + (f" {c.get('reason')}" if c.get("reason") else "")
+        + (f": {c.get('message')}" if c.get("message") else "")
+        for c in conditions
+        if c.get("status") != normal.get(str(c.get("type")), "True")
+    ]
+    return "; ".join(shown) or "all normal"
+
+
+#: Node conditions whose normal status is False (every other, e.g. Ready, is normally True).
+NODE_PRESSURE_CONDITIONS = {
+    name: "False"
+    for name in ("MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable")
+}
+
+
+def diagnostics_view(diagnostics: Mapping[str, Any]) -> DiagnosticsView:
+    pods = list(diagnostics.get("pods", []))
+    return DiagnosticsView(
+        namespace=_text(diagnostics.get("namespace")),
+        named=[str(name) for name in diagnostics.get("named", [])],
+        events=[
+            tuple(
+                _text(event.get(key))
+                for key in ("last", "type", "reason", "object", "count", "message")
+            )
+            for event in diagnostics.get("events", [])
+        ],
+        pods=[
+            (
+                f"{pod.get('namespace')}/{pod.get('name')}"
+                + (" (deleted)" if pod.get("gone") else ""),
+                _text(pod.get("phase")),
+                _text(pod.get("node")),
+                _conditions_text(pod.get("conditions", []), {}),
+                "\n".join(_container_text(c) for c in pod.get("containers", [])) or "-",
+            )
+            for pod in pods
+        ],
+        logs=[
+            (f"{pod.get('namespace')}/{pod.get('name')}", str(pod["log_tail"]))
+            for pod in pods
+            if pod.get("log_tail")
+        ],
+        nodes=[
+            (
+                _text(node.get("name")),
+                _conditions_text(node.get("conditions", []), NODE_PRESSURE_CONDITIONS),
+                ", ".join(
+                    (
+                        [
+                            "cordoned"
+                            + (f" by {node['cordoned_by']}" if node.get("cordoned_by") else "")
+                        ]
+                        if node.get("unschedulable")
+                        else []
+                    )
+                    + list(node.get("taints", []))
+                )
+                or "-",
+            )
+            for node in diagnostics.get("nodes", [])
+        ],
+        aws=[
+            tuple(
+                _text(error.get(key))
+                for key in ("operation", "code", "message", "http_status", "request_id")
+            )
+            for error in diagnostics.get("aws_errors", [])
+        ],
+        problems=[str(problem) for problem in diagnostics.get("problems", [])],
+    )
+
+
 def _check_view(check: Mapping[str, Any], found: Sequence[Point], anchor: str) -> CheckView:
     nodeid = str(check.get("nodeid", ""))
     rows = [
@@ -134,6 +261,7 @@ def _check_view(check: Mapping[str, Any], found: Sequence[Point], anchor: str) -
         _seconds(float(check.get("duration_s", 0.0))),
         str(check.get("message", "")),
         rows,
+        diagnostics_view(check["diagnostics"]) if check.get("diagnostics") else None,
     )
 
 

@@ -104,7 +104,7 @@ def test_each_cutover_step_gets_its_share_within_slo(
     run: RunContext,
     measure: Recorder,
     pytestconfig: pytest.Config,
-    tmp_path: Path,
+    artifacts: Path,
 ) -> None:
     propagation_s = cluster_config.timeouts.weight_propagation_s
     start = original_weight(weights)
@@ -113,7 +113,7 @@ def test_each_cutover_step_gets_its_share_within_slo(
         cutover,
         weights,
         propagation_s,
-        tmp_path,
+        artifacts,
         workers=pytestconfig.getoption("locust_workers", 0),
         on_step=lambda result: _record(measure, result),
     )
