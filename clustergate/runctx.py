@@ -278,10 +278,10 @@ def sweep(
     namespaces, restored, kept = [], [], []
     for namespace in core.list_namespace(label_selector=selector()).items:
         name = namespace.metadata.name
-        kept = (namespace.metadata.labels or {}).get(KEPT_LABEL) == "true"
+        kept_to_look_at = (namespace.metadata.labels or {}).get(KEPT_LABEL) == "true"
         if (
             _run_of(namespace) == keep_run
-            or (_created(namespace) > cutoff and not kept)
+            or (_created(namespace) > cutoff and not kept_to_look_at)
             or namespace.metadata.deletion_timestamp is not None
         ):
             continue

@@ -85,7 +85,8 @@ def test_structures_mask_secret_fields_and_redact_every_string() -> None:
 
 def test_the_process_secrets_are_known() -> None:
     configuration = client.Configuration()
-    configuration.api_key = {"authorization": "Bearer kube-token-0123456789"}
+    # As the kubernetes client's kubeconfig loader sets it.
+    configuration.api_key = {"BearerToken": "Bearer kube-token-0123456789"}
     found = known_secrets(
         configuration,
         {
