@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +36,8 @@ log = logging.getLogger("clustergate.diagnostics")
 
 #: Label of probe pods (clustergate/probes.py): their logs are collected.
 PROBE_LABEL = "clustergate.io/probe"
+#: The key that marks a probe's result line in its log (clustergate/probes.py reads it too).
+RESULT_KEY = "clustergate_probe"
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ def collect(
         result["aws_errors"] = aws_errors(error)
         pods = _pods(cluster, namespace, named, budget)
         result["pods"] = pods
+        result["aws_errors"] += [e for pod in pods for e in pod.pop("aws_errors", [])]
         result["events"] = _events(cluster, namespace, named, budget)
         result["nodes"] = _nodes(cluster, pods, named, budget)
     except Exception as failure:  # never raise from diagnostics
@@ -172,6 +175,8 @@ def pod_snapshot(
     state = pod_state(cluster.api.sanitize_for_serialization(pod))
     if log_text is not None:
         state["log_tail"] = tail(log_text, limits.log_lines, limits.log_bytes)
+        where = f"{state['namespace']}/{state['name']}"
+        state["aws_errors"] = probe_aws_errors(log_text, where)
     state["seen_at"] = datetime.now(UTC).isoformat()
     return state
 
@@ -220,6 +225,8 @@ def _pods(
             )
             if text is not None:
                 state["log_tail"] = tail(str(text), limits.log_lines, limits.log_bytes)
+                where = f"{state['namespace']}/{state['name']}"
+                state["aws_errors"] = probe_aws_errors(str(text), where)
         found[(state["namespace"], state["name"])] = state
     for entry in named:
         key = (entry.namespace or "", entry.name)
@@ -348,6 +355,44 @@ def aws_errors(error: BaseException | None) -> list[dict[str, Any]]:
             )
         error = error.__cause__ or error.__context__
     return found
+
+
+def probe_aws_errors(log_text: str, pod: str) -> list[dict[str, Any]]:
+    """AWS errors that a probe pod reported in its result line (clustergate/probe): each
+    answer with an operation (or call) and an error code, with the pod that got it."""
+    found = []
+    for line in log_text.splitlines():
+        if RESULT_KEY not in line:
+            continue
+        try:
+            result = json.loads(line)
+        except ValueError:
+            continue
+        for answer in _dicts(result):
+            operation = answer.get("operation") or answer.get("call")
+            code = answer.get("error_code") or answer.get("code")
+            if operation and code:
+                found.append(
+                    {
+                        "operation": operation,
+                        "code": code,
+                        "message": answer.get("error_message"),
+                        "http_status": answer.get("http_status"),
+                        "request_id": answer.get("request_id"),
+                        "pod": pod,
+                    }
+                )
+    return found
+
+
+def _dicts(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, dict):
+        yield value
+        for item in value.values():
+            yield from _dicts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _dicts(item)
 
 
 # --- size -------------------------------------------------------------------------------------

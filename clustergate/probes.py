@@ -16,11 +16,10 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from clustergate.diagnostics import pod_snapshot
+from clustergate.diagnostics import RESULT_KEY, pod_snapshot
 from clustergate.runctx import RunContext
 from clustergate.wait import wait_for_objects
 
-RESULT_KEY = "clustergate_probe"
 _FINISHED = ("Succeeded", "Failed")
 #: Reading a failed probe pod once more before deleting it may take this long.
 SNAPSHOT_TIMEOUT_S = 5.0

@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from clustergate.diagnostics import aws_errors, fit, pod_state
+from clustergate.diagnostics import RESULT_KEY, aws_errors, fit, pod_state, probe_aws_errors
 from clustergate.report.render import write_report
 from clustergate.runctx import RunContext
 from tests.test_report import parse_html
@@ -84,6 +84,32 @@ def test_aws_errors_are_found_anywhere_in_the_exception_chain() -> None:
         }
     ]
     assert aws_errors(ValueError("no AWS here")) == []
+
+
+def test_aws_errors_a_probe_pod_reported_are_read_from_its_result_line() -> None:
+    result = {
+        RESULT_KEY: "web-identity",
+        "assume": {
+            "ok": False,
+            "operation": "sts:AssumeRoleWithWebIdentity",
+            "error_code": "AccessDenied",
+            "error_message": "Not authorized",
+            "http_status": 403,
+            "request_id": "req-1",
+        },
+        "calls": [
+            {"call": "iam:ListRoles", "allowed": False, "code": "AccessDenied", "request_id": "r2"},
+            {"call": "elbv2:DescribeLoadBalancers", "allowed": True, "code": None},
+        ],
+    }
+    log = f"starting\n{json.dumps(result)}\n"
+    found = probe_aws_errors(log, "payments/probe-1")
+    assert [(e["operation"], e["code"], e["request_id"]) for e in found] == [
+        ("sts:AssumeRoleWithWebIdentity", "AccessDenied", "req-1"),
+        ("iam:ListRoles", "AccessDenied", "r2"),
+    ]
+    assert {e["pod"] for e in found} == {"payments/probe-1"}
+    assert probe_aws_errors("no result line\n{broken", "p") == []
 
 
 def test_diagnostics_are_cut_to_their_size_bound() -> None:

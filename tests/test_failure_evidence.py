@@ -159,6 +159,13 @@ def test_the_failed_checks_entry_carries_events_and_pod_state(
     assert planted, "the nodes' events are collected"
     assert all(MASK in event["message"] for event in planted)
 
+    refused = [e for e in diagnostics["aws_errors"] if e["pod"] == f"payments/{payments['name']}"]
+    assert refused, f"the probe's AWS refusal is not among {diagnostics['aws_errors']}"
+    assert refused[0]["operation"] == "sts:AssumeRoleWithWebIdentity"
+    assert refused[0]["code"] == "AccessDenied"
+    assert refused[0]["http_status"] == 403
+    assert refused[0]["request_id"], "STS answers every request with a request id"
+
     node = next(n for n in diagnostics["nodes"] if n["name"] == payments["node"])
     assert {"type": "Ready", "status": "True"} in [
         {"type": c["type"], "status": c["status"]} for c in node["conditions"]

@@ -101,9 +101,11 @@ def assume(role_arn: str | None, calls: list[str]) -> dict[str, Any]:
         return {
             "ok": False,
             "role_arn": role_arn,
+            "operation": "sts:AssumeRoleWithWebIdentity",
             "error_code": details.get("Code"),
             "error_message": details.get("Message"),
             "http_status": error.response.get("ResponseMetadata", {}).get("HTTPStatusCode"),
+            "request_id": error.response.get("ResponseMetadata", {}).get("RequestId"),
         }
     seconds = time.monotonic() - started
     credentials = answer["Credentials"]
@@ -148,7 +150,13 @@ def _call(spec: str, keys: dict[str, str]) -> dict[str, Any]:
         getattr(_client(service, **keys), xform_name(operation))(**json.loads(params))
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code")
-        return {"call": name, "allowed": code not in _DENIED, "code": code}
+        request_id = error.response.get("ResponseMetadata", {}).get("RequestId")
+        return {
+            "call": name,
+            "allowed": code not in _DENIED,
+            "code": code,
+            "request_id": request_id,
+        }
     except (BotoCoreError, ValueError, TypeError, AttributeError) as error:
         # No answer from AWS (unreachable endpoint, unknown operation, bad parameters): the
         # call proves nothing either way.

@@ -65,7 +65,7 @@ class DiagnosticsView:
     logs: list[tuple[str, str]]
     #: (node, conditions, cordon and taints)
     nodes: list[tuple[str, ...]]
-    #: (operation, code, message, HTTP status, request id)
+    #: (operation, code, message, HTTP status, request id, probe pod that got it)
     aws: list[tuple[str, ...]]
     problems: list[str]
 
@@ -233,7 +233,7 @@ def diagnostics_view(diagnostics: Mapping[str, Any]) -> DiagnosticsView:
         aws=[
             tuple(
                 _text(error.get(key))
-                for key in ("operation", "code", "message", "http_status", "request_id")
+                for key in ("operation", "code", "message", "http_status", "request_id", "pod")
             )
             for error in diagnostics.get("aws_errors", [])
         ],
