@@ -6,7 +6,7 @@ judge the run later without the cluster:
 - ``junit.xml``, ``summary.json``, ``report.html`` as the run wrote them;
 - ``diagnostics/`` — one JSON per failed check (clustergate/diagnostics.py);
 - ``load/`` — the load phases' request logs, Locust's stats CSVs and logs (the run's
-  artifacts directory, ``reports/artifacts/<run id>/``);
+  artifacts directory, ``reports/artifacts/<run id>/``, removed once packed);
 - ``facts.json`` — the cluster as found at the start: versions, nodes per node group, the
   add-ons' images, the EKS cluster and node groups, and the cluster config used;
 - ``manifest.json`` — the sha256 and size of every other file, and who ran it: the Kubernetes
@@ -24,6 +24,7 @@ import io
 import json
 import logging
 import re
+import shutil
 import tarfile
 import time
 from collections.abc import Iterable
@@ -280,5 +281,9 @@ def write_bundle(
         if check.get("diagnostics"):
             name = f"diagnostics/{index:03d}-{slug(str(check['nodeid']))}.json"
             bundle.add_json(name, {"nodeid": check["nodeid"], **check["diagnostics"]})
-    bundle.add_tree("load", artifacts_dir(reports_dir, run_id))
-    return bundle.write(reports_dir / f"evidence-{run_id}.tar.gz", run_id, identities)
+    artifacts = artifacts_dir(reports_dir, run_id)
+    bundle.add_tree("load", artifacts)
+    path = bundle.write(reports_dir / f"evidence-{run_id}.tar.gz", run_id, identities)
+    # The bundle holds them now; reports/ keeps one archive per run, not every request log.
+    shutil.rmtree(artifacts, ignore_errors=True)
+    return path

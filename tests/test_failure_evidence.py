@@ -87,8 +87,10 @@ def failed_run(twin: RunningTwin) -> Iterator[dict[str, Any]]:
             [
                 *twin.command(f"--reports-dir={reports}", f"--junitxml={reports / 'junit.xml'}"),
                 CHECK,
+                # One xdist worker: diagnostics are collected on the worker and must reach the
+                # controller's summary.json, report.html and bundle with the test report.
                 "-n",
-                "0",
+                "1",
                 "--keep-on-failure",
             ],
             cwd=Path(__file__).parents[1],
@@ -195,7 +197,7 @@ def test_keep_on_failure_keeps_the_namespace_says_how_to_look_and_the_sweep_remo
 ) -> None:
     out = failed_run["finished"].stdout
     run_id = _summary(failed_run)["facts"]["run_id"]
-    namespace = f"clustergate-{run_id}-main"
+    namespace = f"clustergate-{run_id}-gw0"
     core = failed_run["cluster"].core()
     kept = core.read_namespace(namespace)
     assert kept.metadata.labels[KEPT_LABEL] == "true"
