@@ -19,6 +19,7 @@ so the manifest's checksums are those of what is in the archive.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -286,4 +287,6 @@ def write_bundle(
     path = bundle.write(reports_dir / f"evidence-{run_id}.tar.gz", run_id, identities)
     # The bundle holds them now; reports/ keeps one archive per run, not every request log.
     shutil.rmtree(artifacts, ignore_errors=True)
+    with contextlib.suppress(OSError):  # other runs' artifacts may still be there
+        artifacts.parent.rmdir()
     return path

@@ -57,7 +57,11 @@ class FailureDiagnostics:
         # Failed in setup before its own scope opened: what it named is not known yet.
         named = run.named(include_check=run.in_check or call.when != "setup")
         error = call.excinfo.value if call.excinfo is not None else None
-        setattr(report, DIAGNOSTICS, collect(run.cluster, run.namespace, named, error, self.limits))
+        try:
+            diagnostics = collect(run.cluster, run.namespace, named, error, self.limits)
+        except Exception as failure:  # the check's own failure is what must be reported
+            diagnostics = {"namespace": run.namespace, "problems": [f"not collected: {failure}"]}
+        setattr(report, DIAGNOSTICS, diagnostics)
         if run.keep_on_failure:
             setattr(report, KEPT_NAMESPACE, run.namespace)
         return report  # type: ignore[return-value]

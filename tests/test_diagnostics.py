@@ -6,12 +6,22 @@ tests/test_failure_evidence.py."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from clustergate.diagnostics import RESULT_KEY, aws_errors, fit, pod_state, probe_aws_errors
+from clustergate.diagnostics import (
+    RESULT_KEY,
+    Limits,
+    aws_errors,
+    collect,
+    fit,
+    pod_state,
+    probe_aws_errors,
+)
+from clustergate.kube import connect
 from clustergate.report.render import write_report
 from clustergate.runctx import RunContext
 from tests.test_report import parse_html
@@ -123,6 +133,31 @@ def test_diagnostics_are_cut_to_their_size_bound() -> None:
     assert len(json.dumps(cut)) <= 50_000
     assert cut["events"][-1]["last"] == "399", "the newest events are kept"
     assert any("cut to fit" in problem for problem in cut["problems"])
+
+
+def test_collection_against_an_unreachable_cluster_is_bounded_and_never_raises(
+    tmp_path: Path,
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "users": [{"name": "u", "user": {"token": "kube-token-that-must-not-leak"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    cluster = connect(str(kubeconfig), None)
+    started = time.monotonic()
+    found = collect(cluster, "clustergate-run-main", limits=Limits(total_s=3, request_s=1))
+    assert time.monotonic() - started < 10
+    assert found["problems"], "what could not be collected is said"
+    assert any("pods of clustergate-run-main" in problem for problem in found["problems"])
+    assert "kube-token-that-must-not-leak" not in json.dumps(found)
 
 
 def _context() -> RunContext:

@@ -109,4 +109,4 @@ def test_bundle_holds_reports_diagnostics_load_logs_and_facts_with_verified_chec
     assert len(files[request_log].splitlines()) == len(result.records)
     assert MASK.encode() in files[f"diagnostics/000-{slug(nodeid)}.json"]
     assert not list(reports.glob("*.partial")), "the archive is written aside, then renamed"
-    assert not artifacts_dir(reports, RUN_ID).exists(), "packed artifacts leave reports/"
+    assert not artifacts_dir(reports, RUN_ID).parent.exists(), "packed artifacts leave reports/"

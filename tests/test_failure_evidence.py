@@ -26,7 +26,7 @@ from kubernetes import client
 
 from clustergate.kube import Cluster, connect
 from clustergate.redact import MASK
-from clustergate.runctx import KEPT_LABEL
+from clustergate.runctx import KEPT_LABEL, delete_namespace
 from tests.conftest import RunningTwin
 from tests.test_evidence_bundle import verify_bundle
 from tests.test_report import parse_html
@@ -116,6 +116,9 @@ def failed_run(twin: RunningTwin) -> Iterator[dict[str, Any]]:
         )
         for name in planted:
             core.delete_namespaced_event(name, "default")
+        # Whatever the tests below did: the shared twin must not keep a leftover of this run.
+        for kept in core.list_namespace(label_selector=KEPT_LABEL).items:
+            delete_namespace(cluster, kept.metadata.name)
 
 
 def _summary(failed_run: dict[str, Any]) -> dict[str, Any]:
