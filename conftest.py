@@ -212,8 +212,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     }
     reports = Path(config.getoption("reports_dir"))
     history = settings_from_config(cluster_config.reports, reports, config.getoption("history_dir"))
+    redactor = Redactor(known_secrets(cluster.api.configuration))
     config.pluginmanager.register(
-        SummaryWriter(reports / "summary.json", facts, history), "cg-summary"
+        SummaryWriter(reports / "summary.json", facts, history, redactor), "cg-summary"
     )
     aws_session = boto3.Session(region_name=cluster_config.cluster.region)
     access = [f"--kubeconfig={cluster.kubeconfig}", f"--context={cluster.context}"]
@@ -231,7 +232,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                 "kubernetes": evidence.kubernetes_identity(cluster),
                 "aws": evidence.aws_identity(aws_session),
             },
-            Redactor(known_secrets(cluster.api.configuration)),
+            redactor,
             access,
             Path(config.option.xmlpath) if config.option.xmlpath else None,
         ),

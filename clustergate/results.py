@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from clustergate.redact import Redactor, known_secrets
+
 if TYPE_CHECKING:
     from clustergate.report.history import HistorySettings
 
@@ -67,11 +69,17 @@ class SummaryWriter:
     """A pytest plugin, registered on the process that writes reports (the xdist controller)."""
 
     def __init__(
-        self, path: Path, facts: dict[str, Any], history: HistorySettings | None = None
+        self,
+        path: Path,
+        facts: dict[str, Any],
+        history: HistorySettings | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.path = path
         self.facts = facts
         self.history = history
+        #: Failure messages may quote what a check saw, a token included: they are redacted.
+        self.redactor = redactor or Redactor(known_secrets())
         self.started = datetime.now(UTC)
         self.checks: dict[str, CheckResult] = {}
 
@@ -91,7 +99,7 @@ class SummaryWriter:
             if report.outcome != "passed" or check.outcome == "passed":
                 check.outcome = _outcome(report)
             if report.outcome != "passed":
-                check.message = _message(report)
+                check.message = self.redactor.text(_message(report))
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         counts: dict[str, int] = {}

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from botocore.exceptions import ClientError
 
 from clustergate.diagnostics import (
@@ -22,7 +23,9 @@ from clustergate.diagnostics import (
     probe_aws_errors,
 )
 from clustergate.kube import connect
+from clustergate.redact import Redactor
 from clustergate.report.render import write_report
+from clustergate.results import SummaryWriter
 from clustergate.runctx import RunContext
 from tests.test_report import parse_html
 
@@ -251,3 +254,20 @@ def test_report_shows_each_failed_checks_diagnostics_collapsed(tmp_path: Path) -
     assert "timeout" in details.iter("pre")[0].text
     (nodes,) = details.iter("table", **{"class": "nodes"})
     assert "cordoned by cg-x" in nodes.text
+
+
+def test_summary_keeps_diagnostics_and_redacts_failure_messages(tmp_path: Path) -> None:
+    writer = SummaryWriter(tmp_path / "summary.json", {}, redactor=Redactor(["kube-token-123456"]))
+    failed = pytest.TestReport(
+        "suites/dns/test_dns_nodelocal.py::test_x",
+        ("suites/dns/test_dns_nodelocal.py", 1, "test_x"),
+        {},
+        "failed",
+        "the probe printed Authorization: Bearer kube-token-123456",
+        "call",
+        clustergate_diagnostics={"namespace": "ns", "events": []},
+    )
+    writer.pytest_runtest_logreport(failed)
+    (check,) = writer.checks.values()
+    assert "kube-token-123456" not in check.message
+    assert check.diagnostics == {"namespace": "ns", "events": []}
