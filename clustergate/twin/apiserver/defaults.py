@@ -3,6 +3,7 @@ twin's clients rely on it (pkg/apis/*/v1/defaults.go, pkg/apis/*/validation)."""
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -266,6 +267,35 @@ def _selector_causes(obj: Obj) -> list[Cause]:
                 f"Invalid value: {labels!r}: `selector` does not match template `labels`",
             )
         ]
+    return []
+
+
+POD_UPDATE_FORBIDDEN = (
+    "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, "
+    "`spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only "
+    "additions to existing tolerations) or `spec.terminationGracePeriodSeconds` (allow it to be "
+    "set to 1 if it was previously negative)"
+)
+
+
+def _mutable_part_removed(spec: Obj) -> Obj:
+    """A pod spec without what an update may change (ValidatePodUpdate)."""
+    rest = copy.deepcopy(spec)
+    for kind in ("containers", "initContainers"):
+        for container in rest.get(kind) or []:
+            container.pop("image", None)
+    for field in ("activeDeadlineSeconds", "terminationGracePeriodSeconds", "tolerations"):
+        rest.pop(field, None)
+    return rest
+
+
+def validate_update(rt: ResourceType, current: Obj, new: Obj) -> list[Cause]:
+    """What an update may not change that a create may set."""
+    if rt.qualified != "pods":
+        return []
+    before = _mutable_part_removed(current.get("spec") or {})
+    if before != _mutable_part_removed(new.get("spec") or {}):
+        return [("spec", "FieldValueForbidden", POD_UPDATE_FORBIDDEN)]
     return []
 
 

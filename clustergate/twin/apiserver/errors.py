@@ -40,8 +40,9 @@ def failure_status(
         "metadata": {},
         "status": "Failure",
         "message": message,
-        "reason": reason,
     }
+    if reason:
+        body["reason"] = reason
     if details is not None:
         body["details"] = details
     body["code"] = code
@@ -91,6 +92,19 @@ def conflict(rt: ResourceType, name: str, why: str | None = None) -> ApiError:
         "Conflict",
         f'Operation cannot be fulfilled on {rt.qualified} "{name}": {why}',
         _details(rt, name),
+    )
+
+
+def precondition_failed(rt: ResourceType, name: str, why: str) -> ApiError:
+    """A delete's precondition that does not hold: named by kind, as rest.BeforeDelete names
+    it, where other conflicts name the resource."""
+    kind = f"{rt.kind}.{rt.group}" if rt.group else rt.kind
+    details: dict[str, Any] = {"name": name}
+    if rt.group:
+        details["group"] = rt.group
+    details["kind"] = rt.kind
+    return ApiError(
+        409, "Conflict", f'Operation cannot be fulfilled on {kind} "{name}": {why}', details
     )
 
 

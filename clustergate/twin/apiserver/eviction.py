@@ -116,12 +116,7 @@ def evict(registry: Registry, namespace: str, name: str, body: Any, ignore_budge
     if not ignore:
         budgets = _matching_budgets(registry, pod)
         if len(budgets) > 1:
-            raise ApiError(
-                500,
-                "InternalError",
-                f"Internal error occurred: {MULTIPLE}",
-                {"causes": [{"message": MULTIPLE}]},
-            )
+            raise ApiError(500, "", MULTIPLE)
         if budgets:
             pdb = budgets[0]
             policy = (pdb.get("spec") or {}).get("unhealthyPodEvictionPolicy")

@@ -30,7 +30,6 @@ MERGE_KEYS: dict[str, str] = {
     "env": "name",
     "imagePullSecrets": "name",
     "conditions": "type",
-    "taints": "key",
     "ownerReferences": "uid",
     "hostAliases": "ip",
     "topologySpreadConstraints": "topologyKey",
@@ -149,7 +148,9 @@ def json_patch(target: Any, operations: Any) -> Any:
     try:
         return jsonpatch.apply_patch(target, operations)
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
-        raise ApiError(422, "Invalid", f"the server rejected our request: {error}") from error
+        raise ApiError(
+            422, "Invalid", "the server rejected our request due to an error in our request"
+        ) from error
 
 
 def apply_patch(content_type: str, target: dict[str, Any], patch: Any) -> dict[str, Any]:

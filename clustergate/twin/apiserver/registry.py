@@ -17,7 +17,7 @@ import orjson
 
 from clustergate.twin.apiserver import errors
 from clustergate.twin.apiserver.admission import mutate_pod
-from clustergate.twin.apiserver.defaults import apply_defaults, validate
+from clustergate.twin.apiserver.defaults import apply_defaults, validate, validate_update
 from clustergate.twin.apiserver.events_view import core_field, from_events_v1, to_events_v1
 from clustergate.twin.apiserver.patches import apply_patch
 from clustergate.twin.apiserver.resources import RESOURCES, ResourceType, resource
@@ -35,8 +35,13 @@ _RETURN_DELETED = frozenset({"pods", "services", "namespaces", "serviceaccounts"
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 CONTINUE_EXPIRED = (
     "The provided continue parameter is too old to display a consistent list result. You can "
-    "start a new list without the continue parameter."
+    "start a new list without the continue parameter, or use the continue token in this "
+    "response to retrieve the remainder of the results. Continuing with the provided token "
+    "results in an inconsistent list - objects that were created, modified, or deleted between "
+    "the time the first chunk was returned and now may show up in the list."
 )
+#: What etcd's watcher answers a watch resumed at a compacted revision.
+WATCH_EXPIRED = "The resourceVersion for the provided watch is too old."
 NAMESPACE_FINALIZING = (
     "The system is ensuring all content is removed from this namespace.  Upon completion, this "
     "namespace will automatically be purged by the system."
@@ -192,7 +197,9 @@ class Registry:
                 token = orjson.loads(base64.urlsafe_b64decode(query.continue_token))
                 after, revision = (token["start"][0], token["start"][1]), int(token["rv"])
             except (ValueError, KeyError, TypeError) as error:
-                raise errors.bad_request(f"continue key is not valid: {error}") from error
+                raise errors.bad_request(
+                    f"invalid continue token: continue key is not valid: {error}"
+                ) from error
             if self.store.too_old(revision):
                 raise errors.gone(CONTINUE_EXPIRED)
         items: list[Obj] = []
@@ -214,8 +221,10 @@ class Registry:
             token = orjson.dumps({"rv": revision, "start": list(last)})
             metadata["continue"] = base64.urlsafe_b64encode(token).decode()
             unfiltered = not query.label_selector and not query.field_selector
-            if unfiltered and not query.namespace:
-                metadata["remainingItemCount"] = self.store.remaining_after(rt.key, last)
+            if unfiltered:
+                metadata["remainingItemCount"] = self.store.remaining_after(
+                    rt.key, last, query.namespace
+                )
         view = None if stored else self.view(rt)
         return {
             "kind": f"{rt.kind}List",
@@ -427,6 +436,8 @@ class Registry:
         if rt.key != "namespaces":
             apply_defaults(rt, new)
         causes = validate(rt, new)
+        if not subresource:
+            causes += validate_update(rt, current, new)
         if causes:
             raise errors.invalid(rt, new["metadata"]["name"], causes)
         if rt.tracks_generation and _spec_part(new) != _spec_part(current):
@@ -475,19 +486,19 @@ class Registry:
         current = self.get(rt, namespace, name)
         meta = current["metadata"]
         if options.uid and options.uid != meta["uid"]:
-            raise errors.conflict(
+            raise errors.precondition_failed(
                 rt,
                 name,
-                f"Precondition failed: UID in precondition: {options.uid}, UID in object meta: "
-                f"{meta['uid']}",
+                f"the UID in the precondition ({options.uid}) does not match the UID in record "
+                f"({meta['uid']}). The object might have been deleted and then recreated",
             )
         if options.resource_version and options.resource_version != meta["resourceVersion"]:
-            raise errors.conflict(
+            raise errors.precondition_failed(
                 rt,
                 name,
-                "Precondition failed: ResourceVersion in precondition: "
-                f"{options.resource_version}, ResourceVersion in object meta: "
-                f"{meta['resourceVersion']}",
+                f"the ResourceVersion in the precondition ({options.resource_version}) does not "
+                f"match the ResourceVersion in record ({meta['resourceVersion']}). The object "
+                "might have been modified",
             )
         terminating = rt.key == "namespaces" and meta.get("deletionTimestamp")
         if terminating and (current.get("spec") or {}).get("finalizers"):

@@ -127,13 +127,22 @@ def token_request(
     expiration = int(spec.get("expirationSeconds") or DEFAULT_EXPIRATION)
     name = service_account["metadata"]["name"]
     if expiration < MIN_EXPIRATION:
+        why = f"Invalid value: {expiration}: may not specify a duration less than 10 minutes"
         raise errors.ApiError(
             422,
             "Invalid",
-            f'TokenRequest.authentication.k8s.io "{name}" is invalid: spec.expirationSeconds: '
-            "Invalid value: "
-            f"{expiration}: may not specify a duration less than 10 minutes",
-            {"name": name, "group": "authentication.k8s.io", "kind": "TokenRequest"},
+            f'TokenRequest.authentication.k8s.io "" is invalid: spec.expirationSeconds: {why}',
+            {
+                "group": "authentication.k8s.io",
+                "kind": "TokenRequest",
+                "causes": [
+                    {
+                        "reason": "FieldValueInvalid",
+                        "message": why,
+                        "field": "spec.expirationSeconds",
+                    }
+                ],
+            },
         )
     audiences = list(spec.get("audiences") or [API_AUDIENCE])
     pod = None

@@ -68,6 +68,8 @@ class LabelSelector:
         for term in _split_terms(text):
             match = _TERM.match(term)
             if not match:
+                if "(" in term and ")" not in term:
+                    raise bad_request("unable to parse requirement: found '', expected: ',' or ')'")
                 raise bad_request(f"unable to parse requirement: {term.strip()!r}")
             if match["nkey"]:
                 requirements.append(Requirement(match["nkey"], "!exists"))
@@ -170,7 +172,7 @@ class FieldSelector:
                 raise bad_request(f"invalid selector: '{text}'; can't understand '{term}'")
             name, operator, value = match.groups()
             if not allowed(name):
-                raise bad_request(f'field label not supported: "{name}"')
+                raise bad_request(f"field label not supported: {name}")
             terms.append((name, operator != "!=", value))
         return cls(tuple(terms))
 

@@ -41,7 +41,13 @@ from clustergate.twin.apiserver.errors import ApiError
 from clustergate.twin.apiserver.patches import apply_patch
 from clustergate.twin.apiserver.paths import ResourcePath, parse_resource, split_group_version
 from clustergate.twin.apiserver.pod_streams import exec_in_pod, stream_logs
-from clustergate.twin.apiserver.registry import DeleteOptions, ListQuery, Registry, clone
+from clustergate.twin.apiserver.registry import (
+    WATCH_EXPIRED,
+    DeleteOptions,
+    ListQuery,
+    Registry,
+    clone,
+)
 from clustergate.twin.apiserver.resources import VIRTUAL, ResourceType, resource
 from clustergate.twin.apiserver.sa_tokens import Issuer, token_request
 from clustergate.twin.apiserver.selectors import selector_string
@@ -489,9 +495,7 @@ class ApiServer:
             since = int(version)
             if self.store.too_old(since):
                 await response.prepare(request)
-                gone = errors.gone(
-                    f"too old resource version: {since} ({self.store.revision})"
-                ).status()
+                gone = errors.gone(WATCH_EXPIRED).status()
                 await response.write(orjson.dumps({"type": "ERROR", "object": gone}) + b"\n")
                 return response
             self.store.watch(watcher, since)

@@ -198,9 +198,11 @@ class Store:
                     before[key] = None if event.type == "ADDED" else event.old
         return before
 
-    def remaining_after(self, resource: str, after: Key) -> int:
+    def remaining_after(self, resource: str, after: Key, namespace: str = "") -> int:
+        """Keys after ``after``, within ``namespace`` when one is given."""
         keys = self._keys.get(resource, [])
-        return len(keys) - bisect.bisect_right(keys, after)
+        end = bisect.bisect_left(keys, (namespace + "\0",)) if namespace else len(keys)
+        return end - bisect.bisect_right(keys, after)
 
     # ---- writes
 
@@ -262,6 +264,12 @@ class Store:
                 targets.update(by_node.get(node, ()))
         for watcher in targets:
             watcher.offer(event)
+
+    def compact(self) -> None:
+        """Forget every revision before the current one, as an etcd compaction does: lists
+        continued from, and watches resumed at, an earlier revision then answer 410."""
+        self._history.clear()
+        self._compacted = self.revision
 
     def too_old(self, revision: int) -> bool:
         return revision < self._compacted
