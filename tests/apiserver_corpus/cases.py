@@ -1,0 +1,592 @@
+"""The fixed list of requests of the corpus, each case a function of a Wire.
+
+A case makes its own namespace, sends its requests, and returns what it saw: status codes and
+the fields clustergate's library (and kubectl) read, never values that differ by nature between
+two servers (resourceVersions, uids, timestamps, tokens). The recorder and the replay run the
+same functions, so a difference is a difference in the servers' answers, nothing else.
+
+Both servers run without controllers: namespaces get their "default" ServiceAccount from the
+case (as the ServiceAccount controller would give it) and a budget's status is written through
+its status subresource (as the disruption controller would write it).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from tests.apiserver_corpus.wire import JSON_PATCH, MERGE, STRATEGIC, Answer, Wire
+
+Observed = dict[str, Any]
+Case = Callable[[Wire], Observed]
+
+#: Users the servers know that hold no permission at all.
+UNPRIVILEGED = "corpus-nobody"
+
+CASES: dict[str, Case] = {}
+
+
+def case(function: Case) -> Case:
+    CASES[function.__name__] = function
+    return function
+
+
+#: Values inside messages that differ by nature between two servers, and what stands for them.
+_VARYING = (
+    (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), "<uid>"),
+    (re.compile(r"resource version: \d+ \(\d+\)"), "resource version: <rv> (<rv>)"),
+)
+
+
+def steady(message: Any) -> Any:
+    """``message`` with uids and resourceVersions replaced by placeholders."""
+    if not isinstance(message, str):
+        return message
+    for pattern, placeholder in _VARYING:
+        message = pattern.sub(placeholder, message)
+    return message
+
+
+def status_of(answer: Answer) -> Observed:
+    """A Status answer as clients read it: code, reason, message, details and causes."""
+    body = answer.body if isinstance(answer.body, dict) else {}
+    details = body.get("details") or {}
+    seen: Observed = {
+        "status": answer.status,
+        "kind": body.get("kind"),
+        "reason": body.get("reason"),
+        "message": steady(body.get("message")),
+        "code": body.get("code"),
+    }
+    if details:
+        seen["details"] = {
+            key: details[key] for key in ("name", "group", "kind") if details.get(key) is not None
+        }
+        causes = details.get("causes") or []
+        seen["causes"] = sorted(
+            (
+                {
+                    key: steady(cause.get(key))
+                    for key in ("reason", "field", "message")
+                    if key in cause
+                }
+                for cause in causes
+            ),
+            key=lambda cause: json.dumps(cause, sort_keys=True),
+        )
+    return seen
+
+
+def namespace(wire: Wire, name: str) -> str:
+    wire.send("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+    wire.send(
+        "POST",
+        f"/api/v1/namespaces/{name}/serviceaccounts",
+        {"metadata": {"name": "default"}},
+    )
+    return name
+
+
+def configmap(wire: Wire, ns: str, name: str, **data: str) -> Answer:
+    return wire.send(
+        "POST",
+        f"/api/v1/namespaces/{ns}/configmaps",
+        {"metadata": {"name": name}, "data": data},
+    )
+
+
+def pod_body(name: str, node: str = "", labels: dict[str, str] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.9"}]}
+    if node:
+        spec["nodeName"] = node
+    return {"metadata": {"name": name, "labels": labels or {}}, "spec": spec}
+
+
+def running_pod(wire: Wire, ns: str, name: str, node: str, labels: dict[str, str]) -> None:
+    """A pod bound to ``node`` and reported Running and Ready, as its kubelet would."""
+    created = wire.send("POST", f"/api/v1/namespaces/{ns}/pods", pod_body(name, node, labels))
+    pod = created.body
+    pod["status"] = {
+        "phase": "Running",
+        "conditions": [{"type": "Ready", "status": "True"}],
+    }
+    wire.send("PUT", f"/api/v1/namespaces/{ns}/pods/{name}/status", pod)
+
+
+def names(answer: Answer) -> list[str]:
+    return [item["metadata"]["name"] for item in answer.field("items") or []]
+
+
+@case
+def create_twice(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-create-twice")
+    first = configmap(wire, ns, "settings", a="1")
+    second = configmap(wire, ns, "settings", a="2")
+    return {"first": first.status, "second": status_of(second)}
+
+
+@case
+def update_with_stale_resource_version(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-stale-update")
+    created = configmap(wire, ns, "settings", a="1").body
+    path = f"/api/v1/namespaces/{ns}/configmaps/settings"
+    fresh = dict(created, data={"a": "2"})
+    updated = wire.send("PUT", path, fresh)
+    stale = dict(created, data={"a": "3"})
+    return {"update": updated.status, "stale": status_of(wire.send("PUT", path, stale))}
+
+
+@case
+def get_missing(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-missing")
+    return {
+        "configmap": status_of(wire.send("GET", f"/api/v1/namespaces/{ns}/configmaps/nope")),
+        "node": status_of(wire.send("GET", "/api/v1/nodes/corpus-no-such-node")),
+        "pod_in_missing_namespace": status_of(
+            wire.send("GET", "/api/v1/namespaces/corpus-no-such-namespace/pods/p")
+        ),
+    }
+
+
+@case
+def invalid_objects(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-invalid")
+    bad_name = configmap(wire, ns, "Bad_Name")
+    no_containers = wire.send(
+        "POST",
+        f"/api/v1/namespaces/{ns}/pods",
+        {"metadata": {"name": "empty"}, "spec": {"containers": []}},
+    )
+    return {"bad_name": status_of(bad_name), "no_containers": status_of(no_containers)}
+
+
+@case
+def paged_list(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-paging")
+    for index in range(7):
+        configmap(wire, ns, f"c{index}")
+    path = f"/api/v1/namespaces/{ns}/configmaps?limit=3"
+    pages: list[Observed] = []
+    token = None
+    while True:
+        answer = wire.send("GET", path + (f"&continue={token}" if token else ""))
+        token = answer.field("metadata", "continue")
+        pages.append(
+            {
+                "status": answer.status,
+                "items": names(answer),
+                "continue": bool(token),
+                "remainingItemCount": answer.field("metadata", "remainingItemCount"),
+            }
+        )
+        if not token or len(pages) > 5:
+            return {"pages": pages}
+
+
+@case
+def expired_continue_token(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-expired-continue")
+    for index in range(4):
+        configmap(wire, ns, f"c{index}")
+    path = f"/api/v1/namespaces/{ns}/configmaps?limit=2"
+    token = wire.send("GET", path).field("metadata", "continue")
+    configmap(wire, ns, "after")
+    wire.compact()
+    expired = wire.send("GET", f"{path}&continue={token}")
+    garbage = status_of(wire.send("GET", f"{path}&continue=bm90LWEtdG9rZW4"))
+    # The decoder's own words (Go's encoding/json on a real server) follow the last colon.
+    garbage["message"] = garbage["message"].rsplit(": ", 1)[0]
+    return {"expired": status_of(expired), "garbage": garbage}
+
+
+@case
+def field_selectors(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-fields")
+    for name, node in (("p1", "corpus-n1"), ("p2", "corpus-n2"), ("p3", "")):
+        wire.send("POST", f"/api/v1/namespaces/{ns}/pods", pod_body(name, node))
+    configmap(wire, ns, "keep")
+    configmap(wire, ns, "other")
+    pods = f"/api/v1/namespaces/{ns}/pods"
+    return {
+        "on_node": names(wire.send("GET", f"{pods}?fieldSelector=spec.nodeName%3Dcorpus-n1")),
+        "unbound": names(wire.send("GET", f"{pods}?fieldSelector=spec.nodeName%3D")),
+        "not_on_node": names(
+            wire.send("GET", f"{pods}?fieldSelector=spec.nodeName%21%3Dcorpus-n1")
+        ),
+        "cluster_wide_on_node": names(
+            wire.send("GET", "/api/v1/pods?fieldSelector=spec.nodeName%3Dcorpus-n2")
+        ),
+        "phase": names(wire.send("GET", f"{pods}?fieldSelector=status.phase%3DPending")),
+        "by_name": names(
+            wire.send(
+                "GET", f"/api/v1/namespaces/{ns}/configmaps?fieldSelector=metadata.name%3Dkeep"
+            )
+        ),
+        "unsupported": status_of(wire.send("GET", f"{pods}?fieldSelector=spec.bogus%3Dx")),
+        "malformed": status_of(wire.send("GET", f"{pods}?fieldSelector=spec.nodeName")),
+    }
+
+
+@case
+def label_selectors(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-labels")
+    for name, labels in (
+        ("web", {"app": "web", "tier": "front"}),
+        ("db", {"app": "db"}),
+        ("bare", {}),
+    ):
+        wire.send("POST", f"/api/v1/namespaces/{ns}/pods", pod_body(name, labels=labels))
+    pods = f"/api/v1/namespaces/{ns}/pods?labelSelector="
+    return {
+        "equals": names(wire.send("GET", pods + "app%3Dweb")),
+        "in": names(wire.send("GET", pods + "app%20in%20%28web%2Cdb%29")),
+        "notin": names(wire.send("GET", pods + "app%20notin%20%28web%29")),
+        "exists": names(wire.send("GET", pods + "tier")),
+        "not_exists": names(wire.send("GET", pods + "%21app")),
+        "and": names(wire.send("GET", pods + "app%3Dweb%2Ctier%3Dfront")),
+        "malformed": status_of(wire.send("GET", pods + "app%20in%20%28web")),
+    }
+
+
+@case
+def patches(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-patches")
+    path = f"/api/v1/namespaces/{ns}/pods/p"
+    wire.send("POST", f"/api/v1/namespaces/{ns}/pods", pod_body("p", labels={"a": "1", "b": "2"}))
+    merge = wire.send(
+        "PATCH", path, {"metadata": {"labels": {"b": None, "c": "3"}}}, content_type=MERGE
+    )
+    strategic = wire.send(
+        "PATCH",
+        path,
+        {"spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]}},
+        content_type=STRATEGIC,
+    )
+    json_patch = wire.send(
+        "PATCH",
+        path,
+        [{"op": "replace", "path": "/metadata/labels/a", "value": "9"}],
+        content_type=JSON_PATCH,
+    )
+    failed_test = wire.send(
+        "PATCH",
+        path,
+        [{"op": "test", "path": "/metadata/labels/a", "value": "1"}],
+        content_type=JSON_PATCH,
+    )
+    missing_path = wire.send(
+        "PATCH",
+        path,
+        [{"op": "remove", "path": "/metadata/labels/zzz"}],
+        content_type=JSON_PATCH,
+    )
+    immutable = wire.send(
+        "PATCH", path, {"spec": {"restartPolicy": "Never"}}, content_type=STRATEGIC
+    )
+    missing_object = wire.send(
+        "PATCH", f"/api/v1/namespaces/{ns}/pods/nope", {"metadata": {}}, content_type=MERGE
+    )
+    containers = strategic.field("spec", "containers") or []
+    return {
+        "merge": {"status": merge.status, "labels": merge.field("metadata", "labels")},
+        "strategic": {
+            "status": strategic.status,
+            "containers": [(c.get("name"), c.get("image")) for c in containers],
+        },
+        "json_patch": {
+            "status": json_patch.status,
+            "labels": json_patch.field("metadata", "labels"),
+        },
+        "failed_test": status_of(failed_test),
+        "missing_path": status_of(missing_path),
+        "immutable_field": {"status": immutable.status, "reason": immutable.field("reason")},
+        "missing_object": status_of(missing_object),
+    }
+
+
+@case
+def cordon_and_taint(wire: Wire) -> Observed:
+    wire.send("POST", "/api/v1/nodes", {"metadata": {"name": "corpus-cordon"}, "spec": {}})
+    path = "/api/v1/nodes/corpus-cordon"
+    cordon = wire.send("PATCH", path, {"spec": {"unschedulable": True}}, content_type=STRATEGIC)
+    taint = {"key": "dedicated", "value": "x", "effect": "NoSchedule"}
+    tainted = wire.send("PATCH", path, {"spec": {"taints": [taint]}}, content_type=STRATEGIC)
+    other = {"key": "gpu", "effect": "NoExecute"}
+    replaced = wire.send("PATCH", path, {"spec": {"taints": [other]}}, content_type=STRATEGIC)
+    uncordon = wire.send("PATCH", path, {"spec": {"unschedulable": None}}, content_type=STRATEGIC)
+    return {
+        "cordon": (cordon.status, cordon.field("spec", "unschedulable")),
+        "taints_after_second_patch": [
+            (t.get("key"), t.get("effect")) for t in replaced.field("spec", "taints") or []
+        ],
+        "first_taint": tainted.status,
+        "uncordon": (uncordon.status, uncordon.field("spec", "unschedulable")),
+    }
+
+
+def _evict(wire: Wire, ns: str, pod: str) -> Answer:
+    return wire.send(
+        "POST",
+        f"/api/v1/namespaces/{ns}/pods/{pod}/eviction",
+        {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": pod, "namespace": ns},
+        },
+    )
+
+
+def _budget(wire: Wire, ns: str, name: str, app: str, status: dict[str, int] | None) -> None:
+    created = wire.send(
+        "POST",
+        f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
+        {
+            "metadata": {"name": name},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": app}}},
+        },
+    ).body
+    if status is not None:
+        created["status"] = dict(status, observedGeneration=created["metadata"]["generation"])
+        wire.send(
+            "PUT",
+            f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/{name}/status",
+            created,
+        )
+
+
+def _deleting(wire: Wire, ns: str, pod: str) -> Observed:
+    got = wire.send("GET", f"/api/v1/namespaces/{ns}/pods/{pod}")
+    return {
+        "status": got.status,
+        "deleting": got.field("metadata", "deletionTimestamp") is not None,
+    }
+
+
+@case
+def eviction(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-eviction")
+    seen: Observed = {}
+    running_pod(wire, ns, "free", "corpus-n1", {"app": "free"})
+    seen["no_budget"] = status_of(_evict(wire, ns, "free"))
+    seen["no_budget_after"] = _deleting(wire, ns, "free")
+
+    running_pod(wire, ns, "unobserved", "corpus-n1", {"app": "unobserved"})
+    _budget(wire, ns, "unobserved", "unobserved", None)
+    seen["budget_not_observed"] = status_of(_evict(wire, ns, "unobserved"))
+
+    healthy = {"currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1}
+    running_pod(wire, ns, "guarded", "corpus-n1", {"app": "guarded"})
+    _budget(wire, ns, "guarded", "guarded", dict(healthy, disruptionsAllowed=0))
+    seen["budget_exhausted"] = status_of(_evict(wire, ns, "guarded"))
+    seen["budget_exhausted_after"] = _deleting(wire, ns, "guarded")
+
+    running_pod(wire, ns, "allowed", "corpus-n1", {"app": "allowed"})
+    _budget(wire, ns, "allowed", "allowed", dict(healthy, disruptionsAllowed=1))
+    seen["budget_allows"] = status_of(_evict(wire, ns, "allowed"))
+    seen["budget_allows_after"] = _deleting(wire, ns, "allowed")
+
+    running_pod(wire, ns, "double", "corpus-n1", {"app": "double"})
+    _budget(wire, ns, "double-a", "double", dict(healthy, disruptionsAllowed=1))
+    _budget(wire, ns, "double-b", "double", dict(healthy, disruptionsAllowed=1))
+    seen["two_budgets"] = status_of(_evict(wire, ns, "double"))
+
+    wire.send("POST", f"/api/v1/namespaces/{ns}/pods", pod_body("pending", "", {"app": "guarded"}))
+    seen["pending_pod_under_exhausted_budget"] = status_of(_evict(wire, ns, "pending"))
+    seen["pending_pod_after"] = _deleting(wire, ns, "pending")
+
+    seen["missing_pod"] = status_of(_evict(wire, ns, "nope"))
+    return seen
+
+
+@case
+def access_reviews(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-access")
+
+    def review(as_user: str | None, verb: str, resource: str) -> Observed:
+        answer = wire.send(
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "spec": {
+                    "resourceAttributes": {"namespace": ns, "verb": verb, "resource": resource}
+                },
+            },
+            as_user=as_user,
+        )
+        return {"status": answer.status, "allowed": answer.field("status", "allowed")}
+
+    forbidden = wire.send("GET", f"/api/v1/namespaces/{ns}/pods", as_user=UNPRIVILEGED)
+    cluster_forbidden = wire.send("GET", "/api/v1/nodes", as_user=UNPRIVILEGED)
+    return {
+        "admin_create_pods": review(None, "create", "pods"),
+        "nobody_delete_pods": review(UNPRIVILEGED, "delete", "pods"),
+        "nobody_list": status_of(forbidden),
+        "nobody_list_nodes": status_of(cluster_forbidden),
+    }
+
+
+def _claims(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+@case
+def token_request(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-tokens")
+    path = f"/api/v1/namespaces/{ns}/serviceaccounts/default/token"
+
+    def request(seconds: int, account_path: str = path) -> Answer:
+        return wire.send(
+            "POST",
+            account_path,
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"audiences": ["sts.amazonaws.com"], "expirationSeconds": seconds},
+            },
+        )
+
+    issued = request(3600)
+    claims = _claims(issued.field("status", "token") or "e30.e30.")
+    return {
+        "status": issued.status,
+        "kind": issued.field("kind"),
+        "has_expiration": issued.field("status", "expirationTimestamp") is not None,
+        "spec_expiration": issued.field("spec", "expirationSeconds"),
+        "claim_keys": sorted(claims),
+        "aud": claims.get("aud"),
+        "sub": claims.get("sub"),
+        "lifetime": claims.get("exp", 0) - claims.get("iat", 0),
+        "kubernetes_io_keys": sorted(claims.get("kubernetes.io", {})),
+        "too_short": status_of(request(60)),
+        "missing_account": status_of(
+            request(3600, f"/api/v1/namespaces/{ns}/serviceaccounts/nope/token")
+        ),
+    }
+
+
+#: Resources of the core and policy groups that clustergate or kubectl drain use.
+_LIBRARY_RESOURCES = {
+    "/api/v1": (
+        "pods",
+        "pods/eviction",
+        "pods/log",
+        "pods/status",
+        "nodes",
+        "nodes/proxy",
+        "namespaces",
+        "configmaps",
+        "services",
+        "events",
+        "serviceaccounts",
+        "serviceaccounts/token",
+        "endpoints",
+    ),
+    "/apis/policy/v1": ("poddisruptionbudgets", "poddisruptionbudgets/status"),
+    "/apis/apps/v1": ("deployments", "daemonsets", "replicasets", "deployments/scale"),
+    "/apis/coordination.k8s.io/v1": ("leases",),
+}
+
+
+@case
+def discovery(wire: Wire) -> Observed:
+    seen: Observed = {"api_versions": wire.send("GET", "/api").field("versions")}
+    groups = wire.send("GET", "/apis").field("groups") or []
+    # Group names only: which versions a group serves is a matter of the minor.
+    seen["groups"] = {group["name"]: "served" for group in groups}
+    for path, wanted in _LIBRARY_RESOURCES.items():
+        listed = {r["name"]: r for r in wire.send("GET", path).field("resources") or []}
+        seen[path] = {
+            name: {
+                "namespaced": listed[name].get("namespaced"),
+                "kind": listed[name].get("kind"),
+                "verbs": sorted(listed[name].get("verbs") or []),
+                "shortNames": sorted(listed[name].get("shortNames") or []),
+            }
+            if name in listed
+            else None
+            for name in wanted
+        }
+    version = wire.send("GET", "/version")
+    seen["version_keys"] = sorted(version.body) if isinstance(version.body, dict) else None
+    return seen
+
+
+@case
+def watch_events(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-watch")
+    listed = wire.send("GET", f"/api/v1/namespaces/{ns}/configmaps")
+    since = listed.field("metadata", "resourceVersion")
+    path = f"/api/v1/namespaces/{ns}/configmaps/w"
+    configmap(wire, ns, "w", a="1")
+    wire.send("PATCH", path, {"data": {"a": "2"}}, content_type=MERGE)
+    wire.send("DELETE", path)
+    status, events = wire.watch(
+        f"/api/v1/namespaces/{ns}/configmaps?watch=true&resourceVersion={since}",
+        until=lambda seen: len(seen) >= 3,
+    )
+    return {
+        "status": status,
+        "events": [(e["type"], e["object"]["metadata"]["name"]) for e in events],
+        "data": [e["object"].get("data") for e in events],
+    }
+
+
+@case
+def watch_too_old(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-watch-old")
+    since = wire.send("GET", f"/api/v1/namespaces/{ns}/configmaps").field(
+        "metadata", "resourceVersion"
+    )
+    configmap(wire, ns, "a")
+    configmap(wire, ns, "b")
+    wire.compact()
+    status, events = wire.watch(
+        f"/api/v1/namespaces/{ns}/configmaps?watch=true&resourceVersion={since}",
+        until=lambda seen: len(seen) >= 1,
+    )
+    first = events[0] if events else {}
+    return {
+        "status": status,
+        "first_type": first.get("type"),
+        "first_object": status_of(Answer(status, first.get("object")))
+        if first.get("type") == "ERROR"
+        else None,
+    }
+
+
+@case
+def delete_semantics(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-delete")
+    configmap(wire, ns, "gone")
+    path = f"/api/v1/namespaces/{ns}/configmaps/gone"
+    deleted = wire.send("DELETE", path)
+    again = wire.send("DELETE", path)
+    configmap(wire, ns, "guarded")
+    precondition = wire.send(
+        "DELETE",
+        f"/api/v1/namespaces/{ns}/configmaps/guarded",
+        {"preconditions": {"uid": "00000000-0000-0000-0000-000000000000"}},
+    )
+    return {
+        "deleted": {"status": deleted.status, "kind": deleted.field("kind")},
+        "again": status_of(again),
+        "wrong_uid": status_of(precondition),
+    }
+
+
+@case
+def dry_run(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-dry-run")
+    created = wire.send(
+        "POST",
+        f"/api/v1/namespaces/{ns}/configmaps?dryRun=All",
+        {"metadata": {"name": "ghost"}},
+    )
+    after = wire.send("GET", f"/api/v1/namespaces/{ns}/configmaps/ghost")
+    return {"created": created.status, "stored": after.status}
