@@ -304,6 +304,13 @@ def run(
             pytest.fail("could not put back: " + "; ".join(failures), pytrace=False)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _module_names(run: runctx.RunContext) -> None:
+    """What a module's fixtures name (the pods they probe) belongs to that module's checks only:
+    autouse, so it runs before the module's other module-scoped fixtures."""
+    run.forget_shared()
+
+
 @pytest.fixture(autouse=True)
 def _check_scope(run: runctx.RunContext) -> Iterator[None]:
     """What a check registers with ``run.on_teardown`` is put back when that check ends, before

@@ -94,7 +94,6 @@ class RunContext:
     _named_check: list[Named] = field(default_factory=list)
     _named_shared: list[Named] = field(default_factory=list)
     _in_check: bool = False
-    _shared_stale: bool = False
 
     def metadata(self, name: str, **extra_labels: str) -> client.V1ObjectMeta:
         return client.V1ObjectMeta(
@@ -132,18 +131,16 @@ class RunContext:
 
         Named inside a check, an object belongs to that check; named outside any check (by a
         module fixture that probes once for several checks), it belongs to every check that
-        follows, until objects are named outside a check again (the next module's fixtures)."""
+        follows until :meth:`forget_shared` (the framework calls it as each module starts)."""
         entry = Named(kind, name, namespace, snapshot)
-        if self._in_check:
-            target = self._named_check
-        else:
-            if self._shared_stale:
-                self._named_shared.clear()
-                self._shared_stale = False
-            target = self._named_shared
+        target = self._named_check if self._in_check else self._named_shared
         target[:] = [item for item in target if item.key != entry.key]
         target.append(entry)
         del target[:-MAX_NAMED]
+
+    def forget_shared(self) -> None:
+        """Objects named outside checks so far belong to no check that follows."""
+        self._named_shared.clear()
 
     @property
     def in_check(self) -> bool:
@@ -171,7 +168,6 @@ class RunContext:
             yield failures
         finally:
             self._in_check = False
-            self._shared_stale = True
             keep = self.keep_on_failure and self._check_failed
             failures.extend(_undo(self._scopes.pop(), keep_created=keep))
 

@@ -176,7 +176,8 @@ def test_objects_named_by_a_module_fixture_belong_to_the_checks_that_follow() ->
     with run.check_scope():
         assert [n.name for n in run.named()] == ["probe-a"]
         assert run.named()[0].snapshot == {"phase": "Succeeded"}
-    run.name("Pod", "probe-b", "team-b")  # the next module's fixture
+    run.forget_shared()  # the next module starts
+    run.name("Pod", "probe-b", "team-b")
     with run.check_scope():
         assert [n.name for n in run.named()] == ["probe-b"]
     assert run.named(include_check=False) == run.named()
