@@ -51,6 +51,10 @@ MANIFEST = "manifest.json"
 ARTIFACTS = "artifacts"
 #: Each request to gather facts or identities may take this long.
 REQUEST_TIMEOUT_S = 10.0
+#: Every AWS call of the bundle: bounded, so a slow endpoint delays the bundle, never hangs it.
+_BOUNDED = BotoConfig(
+    connect_timeout=REQUEST_TIMEOUT_S, read_timeout=REQUEST_TIMEOUT_S, retries={"max_attempts": 2}
+)
 ADDON_NAMESPACE = "kube-system"
 
 
@@ -106,11 +110,7 @@ def aws_identity(session: boto3.Session) -> dict[str, Any]:
     try:
         answer = session.client(
             "sts",
-            config=BotoConfig(
-                connect_timeout=REQUEST_TIMEOUT_S,
-                read_timeout=REQUEST_TIMEOUT_S,
-                retries={"max_attempts": 2},
-            ),
+            config=_BOUNDED,
         ).get_caller_identity()
     except Exception as error:  # no credentials is a fact of the run, not a failure of it
         return {"source": "sts:GetCallerIdentity", "error": f"{type(error).__name__}: {error}"}
@@ -184,11 +184,7 @@ def _addon_images(cluster: Cluster) -> dict[str, list[str]]:
 def _eks(session: boto3.Session, cluster_name: str) -> dict[str, Any]:
     eks = session.client(
         "eks",
-        config=BotoConfig(
-            connect_timeout=REQUEST_TIMEOUT_S,
-            read_timeout=REQUEST_TIMEOUT_S,
-            retries={"max_attempts": 2},
-        ),
+        config=_BOUNDED,
     )
     described = eks.describe_cluster(name=cluster_name)["cluster"]
     groups = {}
