@@ -1,9 +1,10 @@
 """The twin's API server answers the corpus requests as the real kube-apiserver answered them.
 
-Every ``tests/apiserver_corpus/kube-apiserver-*.json`` was written by tools/record_apiserver.py
-from a real kube-apiserver (its version is in the file). Here the same cases run against the
-twin's API server, alone as the real one was, and every recorded field must match, except the
-fields a corpus lists under ``out_of_scope`` with the reason the twin differs on purpose.
+Every ``tests/apiserver_corpus/kube-apiserver-*.json`` was written by
+``python -m tests.apiserver_corpus.record`` from a real kube-apiserver (its version is in the
+file). Here the same cases run against the twin's API server, alone as the real one was, and
+every recorded field must match, except the fields a corpus lists under ``out_of_scope`` with
+the reason the twin differs on purpose.
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ def wire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wire]:
 
 
 def test_a_corpus_was_recorded() -> None:
-    assert CORPORA, "no tests/apiserver_corpus/kube-apiserver-*.json: run tools/record_apiserver.py"
+    assert CORPORA, (
+        "no tests/apiserver_corpus/kube-apiserver-*.json: run tests/apiserver_corpus/record.py"
+    )
 
 
 @pytest.mark.parametrize("corpus_path", CORPORA, ids=lambda path: path.stem)

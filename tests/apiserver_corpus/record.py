@@ -1,10 +1,10 @@
 """Record a real kube-apiserver's answers to the corpus requests (tests/apiserver_corpus).
 
-    python tools/record_apiserver.py --kube-apiserver PATH --etcd PATH --version v1.31.2
+    python -m tests.apiserver_corpus.record --kube-apiserver PATH --etcd PATH --version v1.31.2
 
 starts etcd and kube-apiserver on loopback (a generated CA and serving certificate, static
 bearer tokens, RBAC, no controllers), sends every case of ``tests/apiserver_corpus/cases.py``
-and writes ``tests/apiserver_corpus/kube-apiserver-<version>.json``. Run it again for each new
+and writes ``kube-apiserver-<version>.json`` beside this file. Run it again for each new
 Kubernetes minor; the twin's replay (tests/twin/test_apiserver_corpus.py) compares against
 every corpus file there. Differences the twin keeps on purpose are listed in the file's
 ``out_of_scope`` section, which this tool carries over from an earlier recording of the same
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime
-import ipaddress
 import json
 import secrets
 import socket
@@ -29,22 +28,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from clustergate.twin.apiserver.tls import write_serving_files
+from tests.apiserver_corpus.cases import CASES, UNPRIVILEGED
+from tests.apiserver_corpus.wire import Wire
 
-from tests.apiserver_corpus.cases import CASES, UNPRIVILEGED  # noqa: E402
-from tests.apiserver_corpus.wire import Wire  # noqa: E402
-
-CORPUS_DIR = ROOT / "tests" / "apiserver_corpus"
+CORPUS_DIR = Path(__file__).parent
+ROOT = CORPUS_DIR.parents[1]
 #: The configmaps watch is served by etcd rather than the watch cache, so that a compaction
 #: expires it at once as it expires a continue token (with a cache, only later).
 APISERVER_FLAGS = ("--watch-cache-sizes=configmaps#0", "--authorization-mode=RBAC")
 READY_S = 120
+SERVICE_RANGE = "10.100.0.0/16"
+#: The first address of the range: the kubernetes Service, named in the serving certificate.
+SERVICE_IP = "10.100.0.1"
 
 
 def free_port() -> int:
@@ -53,61 +52,23 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def write_pem(path: Path, key: rsa.RSAPrivateKey) -> None:
-    path.write_bytes(
+def service_account_keys(folder: Path) -> tuple[Path, Path]:
+    """The key pair kube-apiserver signs and verifies service-account tokens with (RS256)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private, public = folder / "sa-key.pem", folder / "sa-pub.pem"
+    private.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.TraditionalOpenSSL,
             serialization.NoEncryption(),
         )
     )
-
-
-def certificates(folder: Path) -> dict[str, Path]:
-    """A CA, a serving certificate for 127.0.0.1 signed by it, a service-account key pair."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "corpus-ca")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    serving = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = {name: folder / f"{name}.pem" for name in ("ca", "cert", "key", "sa-key", "sa-pub")}
-    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths["cert"].write_bytes(serving.public_bytes(serialization.Encoding.PEM))
-    write_pem(paths["key"], key)
-    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    write_pem(paths["sa-key"], sa_key)
-    paths["sa-pub"].write_bytes(
-        sa_key.public_key().public_bytes(
+    public.write_bytes(
+        key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-    return paths
+    return private, public
 
 
 class Etcd:
@@ -153,7 +114,9 @@ class Etcd:
 def servers(apiserver: str, etcd_binary: str) -> Iterator[Wire]:
     with tempfile.TemporaryDirectory(prefix="corpus-") as temp:
         folder = Path(temp)
-        paths = certificates(folder)
+        # The same CA and serving certificate for 127.0.0.1 the twin's API server uses.
+        serving = write_serving_files(folder / "tls", "cluster.local", SERVICE_IP)
+        sa_key, sa_pub = service_account_keys(folder)
         admin, nobody = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         tokens = folder / "tokens.csv"
         tokens.write_text(f'{admin},corpus-admin,1,"system:masters"\n{nobody},{UNPRIVILEGED},2\n')
@@ -165,14 +128,14 @@ def servers(apiserver: str, etcd_binary: str) -> Iterator[Wire]:
             "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
             f"--secure-port={port}",
-            f"--tls-cert-file={paths['cert']}",
-            f"--tls-private-key-file={paths['key']}",
-            f"--client-ca-file={paths['ca']}",
+            f"--tls-cert-file={serving.cert}",
+            f"--tls-private-key-file={serving.key}",
+            f"--client-ca-file={serving.ca_cert}",
             f"--token-auth-file={tokens}",
             "--service-account-issuer=https://oidc.eks.us-west-2.amazonaws.com/id/CORPUS",
-            f"--service-account-key-file={paths['sa-pub']}",
-            f"--service-account-signing-key-file={paths['sa-key']}",
-            "--service-cluster-ip-range=10.100.0.0/16",
+            f"--service-account-key-file={sa_pub}",
+            f"--service-account-signing-key-file={sa_key}",
+            f"--service-cluster-ip-range={SERVICE_RANGE}",
             *APISERVER_FLAGS,
         ]
         process = subprocess.Popen(
@@ -180,7 +143,7 @@ def servers(apiserver: str, etcd_binary: str) -> Iterator[Wire]:
         )
         wire = Wire(
             url=f"https://127.0.0.1:{port}",
-            ca_file=str(paths["ca"]),
+            ca_file=str(serving.ca_cert),
             token=admin,
             compact=etcd.compact,
             tokens={UNPRIVILEGED: nobody},
@@ -227,7 +190,9 @@ def main() -> int:
     earlier = json.loads(target.read_text()) if target.exists() else {}
     with servers(args.kube_apiserver, args.etcd) as wire:
         reported = wire.send("GET", "/version").body
+        before = wire.sent
         observed = {name: case(wire) for name, case in CASES.items()}
+        requests = wire.sent - before
     corpus = {
         "server": {
             "version": args.version,
@@ -236,7 +201,7 @@ def main() -> int:
             "flags": list(APISERVER_FLAGS),
             "recorded": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
         },
-        "requests": wire.sent,
+        "requests": requests,
         "cases": observed,
         "out_of_scope": earlier.get("out_of_scope", {}),
     }
