@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from clustergate.twin.apiserver.resources import ResourceType
+from clustergate.twin.apiserver.resources import ResourceType, group_of
 
 Obj = dict[str, Any]
 Cause = tuple[str, str, str]
@@ -206,7 +206,8 @@ DEFAULTERS = {
 
 
 def apply_defaults(rt: ResourceType, obj: Obj) -> None:
-    defaulter = DEFAULTERS.get(rt.qualified)
+    group = group_of(rt)
+    defaulter = group.defaults.get(rt.plural) if group else DEFAULTERS.get(rt.qualified)
     if defaulter is not None:
         defaulter(obj)
 
@@ -301,6 +302,10 @@ def _pod_spec_changed_beyond_mutable(before: Obj, after: Obj) -> bool:
 
 def validate_update(rt: ResourceType, current: Obj, new: Obj) -> list[Cause]:
     """What an update may not change that a create may set."""
+    group = group_of(rt)
+    if group is not None:
+        update_validator = group.update_validators.get(rt.plural)
+        return update_validator(current, new) if update_validator else []
     if rt.qualified != "pods":
         return []
     if _pod_spec_changed_beyond_mutable(current.get("spec") or {}, new.get("spec") or {}):
@@ -310,6 +315,11 @@ def validate_update(rt: ResourceType, current: Obj, new: Obj) -> list[Cause]:
 
 def validate(rt: ResourceType, obj: Obj) -> list[Cause]:
     causes = _name_causes(rt, obj["metadata"].get("name") or "")
+    group = group_of(rt)
+    if group is not None:
+        validator = group.validators.get(rt.plural)
+        causes += validator(obj) if validator else []
+        return causes
     spec = obj.get("spec") or {}
     if rt.qualified == "pods":
         causes += _pod_spec_causes(spec, "spec")

@@ -1,0 +1,66 @@
+"""certificates.k8s.io/v1: CertificateSigningRequest with its status and approval
+subresources (pkg/apis/certificates/validation). No signer runs: a CSR is approved or denied
+through the API and stays unsigned."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from clustergate.twin.apiserver.resource_type import (
+    STATUS_VERBS,
+    ApiGroup,
+    Cause,
+    Obj,
+    ResourceType,
+    Subresource,
+    status,
+)
+
+_PEM_HEADER = b"-----BEGIN CERTIFICATE REQUEST-----"
+
+
+def validate_csr(obj: Obj) -> list[Cause]:
+    spec = obj.get("spec") or {}
+    causes: list[Cause] = []
+    request = spec.get("request")
+    if not request:
+        causes.append(("spec.request", "FieldValueRequired", "Required value"))
+    else:
+        try:
+            pem = base64.b64decode(request, validate=True)
+        except (binascii.Error, ValueError):
+            pem = b""
+        if _PEM_HEADER not in pem:
+            causes.append(
+                (
+                    "spec.request",
+                    "FieldValueInvalid",
+                    "Invalid value: []byte{...}: PEM block type must be CERTIFICATE REQUEST",
+                )
+            )
+    if not spec.get("signerName"):
+        causes.append(("spec.signerName", "FieldValueRequired", "Required value"))
+    if not spec.get("usages"):
+        causes.append(("spec.usages", "FieldValueRequired", "Required value"))
+    return causes
+
+
+GROUP = ApiGroup(
+    "certificates.k8s.io",
+    (
+        ResourceType(
+            "certificates.k8s.io",
+            "v1",
+            "certificatesigningrequests",
+            "CertificateSigningRequest",
+            False,
+            ("csr",),
+            subresources=(
+                Subresource("approval", "CertificateSigningRequest", STATUS_VERBS),
+                status("CertificateSigningRequest"),
+            ),
+        ),
+    ),
+    validators={"certificatesigningrequests": validate_csr},
+)
