@@ -64,8 +64,11 @@ def test_bundle_holds_reports_diagnostics_load_logs_and_facts_with_verified_chec
     result = run_phase(server_url, users=1, spawn_rate=1, duration_s=2, request_log_dir=phase_dir)
     stats = list(csv.DictReader(io.StringIO((phase_dir / f"{LOCUST_STATS}_stats.csv").read_text())))
     aggregated = next(row for row in stats if row["Name"] == "Aggregated")
-    # Locust's own count and the request log agree to within the requests in flight at the end.
-    assert abs(int(aggregated["Request Count"]) - len(result.records)) <= 2
+    # Locust writes its final statistics as it stops, and the request log closes after the
+    # last user stops, so the log may hold a few requests more, never fewer.
+    counted = int(aggregated["Request Count"])
+    assert counted <= len(result.records)
+    assert counted >= 0.98 * len(result.records), (counted, len(result.records))
 
     diagnostics = {
         "namespace": "clustergate-run-main",

@@ -84,7 +84,10 @@ class Identity:
 ANONYMOUS = Identity("system:anonymous", ("system:unauthenticated",))
 ADMIN_RULES = (PolicyRule(verbs=("*",), api_groups=("*",), resources=("*",)),)
 OPEN_PATHS = ("/api", "/apis", "/version", "/healthz", "/livez", "/readyz", "/openapi")
-SELF_REVIEWS = frozenset({"selfsubjectaccessreviews", "selfsubjectrulesreviews"})
+#: What system:basic-user lets every authenticated user create.
+SELF_REVIEWS = frozenset(
+    {"selfsubjectaccessreviews", "selfsubjectrulesreviews", "selfsubjectreviews"}
+)
 
 
 def authorize(identity: Identity, attrs: Attributes) -> bool:

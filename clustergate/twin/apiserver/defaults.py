@@ -3,26 +3,14 @@ twin's clients rely on it (pkg/apis/*/v1/defaults.go, pkg/apis/*/validation)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from clustergate.twin.apiserver.resources import ResourceType
+from clustergate.twin.apiserver.names import LABEL_RULE, SUBDOMAIN_RULE, is_label, is_subdomain
+from clustergate.twin.apiserver.resources import ResourceType, group_of
 
 Obj = dict[str, Any]
 Cause = tuple[str, str, str]
 
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_SUBDOMAIN_RULE = (
-    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
-    "'.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used "
-    "for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
-)
-_LABEL_RULE = (
-    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and "
-    "must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex "
-    "used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
-)
 _LABEL_NAMED = frozenset({"namespaces", "services"})
 
 
@@ -206,7 +194,8 @@ DEFAULTERS = {
 
 
 def apply_defaults(rt: ResourceType, obj: Obj) -> None:
-    defaulter = DEFAULTERS.get(rt.qualified)
+    group = group_of(rt)
+    defaulter = group.defaults.get(rt.plural) if group else DEFAULTERS.get(rt.qualified)
     if defaulter is not None:
         defaulter(obj)
 
@@ -224,15 +213,15 @@ def _name_causes(rt: ResourceType, name: str) -> list[Cause]:
             )
         ]
     if rt.plural in _LABEL_NAMED:
-        if len(name) > 63 or not _LABEL.match(name):
+        if not is_label(name):
             return [
-                ("metadata.name", "FieldValueInvalid", f'Invalid value: "{name}": {_LABEL_RULE}')
+                ("metadata.name", "FieldValueInvalid", f'Invalid value: "{name}": {LABEL_RULE}')
             ]
     elif rt.plural not in ("rolebindings", "roles", "clusterroles", "clusterrolebindings") and (
-        len(name) > 253 or not _SUBDOMAIN.match(name)
+        not is_subdomain(name)
     ):
         return [
-            ("metadata.name", "FieldValueInvalid", f'Invalid value: "{name}": {_SUBDOMAIN_RULE}')
+            ("metadata.name", "FieldValueInvalid", f'Invalid value: "{name}": {SUBDOMAIN_RULE}')
         ]
     return []
 
@@ -301,6 +290,10 @@ def _pod_spec_changed_beyond_mutable(before: Obj, after: Obj) -> bool:
 
 def validate_update(rt: ResourceType, current: Obj, new: Obj) -> list[Cause]:
     """What an update may not change that a create may set."""
+    group = group_of(rt)
+    if group is not None:
+        update_validator = group.update_validators.get(rt.plural)
+        return update_validator(current, new) if update_validator else []
     if rt.qualified != "pods":
         return []
     if _pod_spec_changed_beyond_mutable(current.get("spec") or {}, new.get("spec") or {}):
@@ -310,6 +303,11 @@ def validate_update(rt: ResourceType, current: Obj, new: Obj) -> list[Cause]:
 
 def validate(rt: ResourceType, obj: Obj) -> list[Cause]:
     causes = _name_causes(rt, obj["metadata"].get("name") or "")
+    group = group_of(rt)
+    if group is not None:
+        validator = group.validators.get(rt.plural)
+        causes += validator(obj) if validator else []
+        return causes
     spec = obj.get("spec") or {}
     if rt.qualified == "pods":
         causes += _pod_spec_causes(spec, "spec")

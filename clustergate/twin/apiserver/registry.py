@@ -20,7 +20,8 @@ from clustergate.twin.apiserver.admission import mutate_pod
 from clustergate.twin.apiserver.defaults import apply_defaults, validate, validate_update
 from clustergate.twin.apiserver.events_view import core_field, from_events_v1, to_events_v1
 from clustergate.twin.apiserver.patches import apply_patch
-from clustergate.twin.apiserver.resources import RESOURCES, ResourceType, resource
+from clustergate.twin.apiserver.priority import admit_priority
+from clustergate.twin.apiserver.resources import RESOURCES, ResourceType, group_of, resource
 from clustergate.twin.apiserver.selectors import FieldSelector, LabelSelector
 from clustergate.twin.apiserver.store import Key, Obj, Store, Watcher
 from clustergate.twin.settings import TwinSettings
@@ -291,9 +292,10 @@ class Registry:
         meta["creationTimestamp"] = now_rfc3339()
         if rt.tracks_generation:
             meta["generation"] = 1
+        asked_priority = (obj.get("spec") or {}).get("priority") if rt.key == "pods" else None
         apply_defaults(rt, obj)
         if rt.key == "pods":
-            self._admit_pod(rt, namespace, obj)
+            self._admit_pod(rt, namespace, obj, asked_priority)
         causes = validate(rt, obj)
         if causes:
             raise errors.invalid(rt, name, causes)
@@ -305,9 +307,11 @@ class Registry:
             return self.output(rt, obj)
         return self.output(rt, self.store.add(rt.key, obj))
 
-    def _admit_pod(self, rt: ResourceType, namespace: str, pod: Obj) -> None:
+    def _admit_pod(
+        self, rt: ResourceType, namespace: str, pod: Obj, asked_priority: object
+    ) -> None:
         """The ServiceAccount admission plugin (the account must exist; mirror pods carry
-        none), then the EKS pod identity webhook."""
+        none), Priority, then the EKS pod identity webhook."""
         name, account = pod["metadata"]["name"], pod["spec"]["serviceAccountName"]
         service_account = self.store.get("serviceaccounts", namespace, account)
         mirror = MIRROR_ANNOTATION in (pod["metadata"].get("annotations") or {})
@@ -320,6 +324,7 @@ class Registry:
                 f"error looking up service account {namespace}/{account}: serviceaccount "
                 f'"{account}" not found',
             )
+        admit_priority(rt, self.store, pod, asked_priority)
         if not self.settings.has_fault("webhook-off"):
             mutate_pod(pod, service_account, self.settings.network.region)
 
@@ -404,6 +409,11 @@ class Registry:
         if subresource == "status":
             merged = clone(current)
             merged["status"] = new.get("status") or {}
+            new = merged
+        elif subresource == "approval":
+            merged = clone(current)
+            conditions = (new.get("status") or {}).get("conditions") or []
+            merged.setdefault("status", {})["conditions"] = conditions
             new = merged
         elif subresource == "finalize":
             merged = clone(current)
@@ -575,6 +585,11 @@ class Registry:
     def bootstrap(self, api_host: str, api_port: int) -> None:
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.create(NAMESPACES, "", {"metadata": {"name": name}})
+        for rt in RESOURCES:
+            group = group_of(rt)
+            for plural, obj in group.bootstrap if group else ():
+                if plural == rt.plural:
+                    self.create(rt, "", clone(obj))
         services = resource("", "v1", "services")
         endpoints = resource("", "v1", "endpoints")
         kubernetes_ip = self.settings.network.service_ip(1)
@@ -604,6 +619,20 @@ class Registry:
                         "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}],
                     }
                 ],
+            },
+        )
+        # The API server keeps its own Service's slice, as it keeps its Endpoints.
+        self.create(
+            resource("discovery.k8s.io", "v1", "endpointslices"),
+            "default",
+            {
+                "metadata": {
+                    "name": "kubernetes",
+                    "labels": {"kubernetes.io/service-name": "kubernetes"},
+                },
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": [api_host], "conditions": {"ready": True}}],
+                "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}],
             },
         )
 

@@ -4,60 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-CRUD = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
-STATUS_VERBS = ("get", "patch", "update")
+from clustergate.twin.apiserver.groups import GROUPS
+from clustergate.twin.apiserver.resource_type import (
+    CRUD,
+    STATUS_VERBS,
+    ApiGroup,
+    ResourceType,
+    Subresource,
+)
 
-
-@dataclass(frozen=True)
-class Subresource:
-    name: str
-    kind: str
-    verbs: tuple[str, ...]
-    group: str = ""
-    version: str = ""
-
-
-@dataclass(frozen=True)
-class ResourceType:
-    group: str
-    version: str
-    plural: str
-    kind: str
-    namespaced: bool
-    short_names: tuple[str, ...] = ()
-    verbs: tuple[str, ...] = CRUD
-    subresources: tuple[Subresource, ...] = ()
-    categories: tuple[str, ...] = ()
-    #: Extra field-selector labels beyond metadata.name / metadata.namespace.
-    fields: tuple[str, ...] = ()
-    #: Where objects live: resources that are views of another (events.k8s.io) share storage.
-    storage: str = ""
-    #: Whether updates bump metadata.generation when anything but metadata and status changes.
-    tracks_generation: bool = False
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    @property
-    def qualified(self) -> str:
-        """``pods`` or ``deployments.apps``: how error messages name the resource."""
-        return f"{self.plural}.{self.group}" if self.group else self.plural
-
-    @property
-    def key(self) -> str:
-        return self.storage or self.qualified
-
-    @property
-    def singular(self) -> str:
-        return self.kind.lower()
-
-    @property
-    def has_status(self) -> bool:
-        return any(sub.name == "status" for sub in self.subresources)
-
-    def subresource(self, name: str) -> Subresource | None:
-        return next((sub for sub in self.subresources if sub.name == name), None)
+__all__ = ["CRUD", "RESOURCES", "ApiGroup", "ResourceType", "Subresource", "group_of"]
 
 
 def _status(kind: str) -> Subresource:
@@ -97,7 +53,7 @@ _EVENT_FIELDS = (
     "type",
 )
 
-RESOURCES: tuple[ResourceType, ...] = (
+_FIRST_GROUPS: tuple[ResourceType, ...] = (
     ResourceType(
         "",
         "v1",
@@ -254,6 +210,14 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType(
         "authentication.k8s.io", "v1", "tokenreviews", "TokenReview", False, verbs=("create",)
     ),
+    ResourceType(
+        "authentication.k8s.io",
+        "v1",
+        "selfsubjectreviews",
+        "SelfSubjectReview",
+        False,
+        verbs=("create",),
+    ),
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
     ResourceType(
         "rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False
@@ -262,10 +226,26 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
 )
 
+RESOURCES: tuple[ResourceType, ...] = _FIRST_GROUPS + tuple(
+    rt for group in GROUPS for rt in group.resources
+)
+_GROUPS = {group.name: group for group in GROUPS}
+
 #: Resources that only answer POST and keep nothing (reviews).
 VIRTUAL = frozenset(
-    {"bindings", "selfsubjectaccessreviews", "selfsubjectrulesreviews", "tokenreviews"}
+    {
+        "bindings",
+        "selfsubjectaccessreviews",
+        "selfsubjectrulesreviews",
+        "selfsubjectreviews",
+        "tokenreviews",
+    }
 )
+
+
+def group_of(rt: ResourceType) -> ApiGroup | None:
+    """The room of a group served from clustergate.twin.apiserver.groups, if it is one."""
+    return _GROUPS.get(rt.group)
 
 
 @dataclass(frozen=True)

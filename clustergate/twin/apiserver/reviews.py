@@ -106,6 +106,17 @@ def self_subject_rules_review(identity: Identity, body: Any) -> Obj:
     }
 
 
+def self_subject_review(identity: Identity) -> Obj:
+    """authentication.k8s.io/v1 SelfSubjectReview: who the request's credentials are."""
+    user: Obj = {"username": identity.user, "groups": list(identity.groups)}
+    return {
+        "kind": "SelfSubjectReview",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"creationTimestamp": None},
+        "status": {"userInfo": user},
+    }
+
+
 def token_review(identity: Identity | None, body: Any) -> Obj:
     """``identity`` is what the reviewed token authenticates as, or None."""
     review = _body(body)

@@ -582,7 +582,7 @@ class ApiServer:
         rt, ns, name, sub = target.rt, self._scope(target), target.name, target.subresource
         registry = self.registry
         method = request.method
-        if sub in ("status", "finalize"):
+        if sub in ("status", "finalize", "approval"):
             if method == "GET":
                 return json_response(registry.output(rt, registry.get(rt, ns, name)))
             if method == "PUT":
@@ -706,6 +706,8 @@ class ApiServer:
             return json_response(reviews.self_subject_access_review(identity, body), 201)
         if plural == "selfsubjectrulesreviews":
             return json_response(reviews.self_subject_rules_review(identity, body), 201)
+        if plural == "selfsubjectreviews":
+            return json_response(reviews.self_subject_review(identity), 201)
         token = ((body or {}).get("spec") or {}).get("token", "")
         return json_response(reviews.token_review(self.identity_for(token), body), 201)
 
