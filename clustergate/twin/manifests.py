@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from clustergate.twin.addons import AUTOSCALER_IMAGE, COREDNS_IMAGE, NODELOCAL_IMAGE
+from clustergate.twin.dns.node_cache_app import installed_corefile
 from clustergate.twin.settings import TwinSettings
 
 Obj = dict[str, Any]
@@ -88,6 +89,31 @@ def nodelocal(settings: TwinSettings) -> list[tuple[str, Obj]]:
         ],
         "livenessProbe": {"httpGet": {"host": ip, "path": "/health", "port": 8080}},
         "resources": {"requests": {"cpu": "25m", "memory": "5Mi"}},
+        "volumeMounts": [
+            {"name": "config-volume", "mountPath": "/etc/coredns"},
+            {"name": "kube-dns-config", "mountPath": "/etc/kube-dns"},
+        ],
+    }
+    volumes = [
+        {"name": "kube-dns-config", "configMap": {"name": "kube-dns", "optional": True}},
+        {
+            "name": "config-volume",
+            "configMap": {
+                "name": "node-local-dns",
+                "items": [{"key": "Corefile", "path": "Corefile.base"}],
+            },
+        },
+    ]
+    network = settings.network
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta("node-local-dns", {"addonmanager.kubernetes.io/mode": "Reconcile"}),
+        "data": {
+            "Corefile": installed_corefile(
+                network.cluster_domain, ip, network.kube_dns_ip, network.proxy_mode
+            )
+        },
     }
     daemonset = {
         "apiVersion": "apps/v1",
@@ -104,11 +130,12 @@ def nodelocal(settings: TwinSettings) -> list[tuple[str, Obj]]:
                     "dnsPolicy": "Default",
                     "tolerations": tolerations,
                     "containers": [container],
+                    "volumes": volumes,
                 },
             ),
         },
     }
-    return [("apps/v1/daemonsets", daemonset)]
+    return [("v1/configmaps", configmap), ("apps/v1/daemonsets", daemonset)]
 
 
 def cluster_autoscaler(settings: TwinSettings) -> list[tuple[str, Obj]]:

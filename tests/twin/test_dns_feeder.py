@@ -20,6 +20,7 @@ import dns.rcode
 import kubernetes
 import pytest
 
+from clustergate.twin import manifests
 from clustergate.twin.addons import COREDNS_IMAGE, NODELOCAL_IMAGE, AddonRegistry, PodPlacement
 from clustergate.twin.apiserver import ApiServer
 from clustergate.twin.dns import register_dns_addons
@@ -37,6 +38,7 @@ class Cluster:
     def __init__(self, loop: LoopThread, api: ApiServer, settings: TwinSettings) -> None:
         self.loop = loop
         self.api = api
+        self.settings = settings
         self.netmap = api_netmap = Netmap()
         self.registry = AddonRegistry()
         register_dns_addons(self.registry, settings, api_netmap, self.client)
@@ -49,11 +51,32 @@ class Cluster:
     def client(self) -> KubeClient:
         return KubeClient(self.api.url, self.api.ca_pem_path, self.api.admin_token)
 
-    def run_pod(self, image: str, name: str, node: str, node_ip: str, pod_ip: str) -> Any:
-        pod = {"metadata": {"namespace": "kube-system", "name": name}, "spec": {"nodeName": node}}
+    def install_nodelocal(self) -> None:
+        """The kube-dns Services and the node-local-dns ConfigMap, as the twin installs them."""
+        for path, obj in (
+            *manifests.dns_services(self.settings),
+            *manifests.nodelocal(self.settings),
+        ):
+            if path == "v1/services":
+                self.core.create_namespaced_service("kube-system", obj)
+            elif path == "v1/configmaps":
+                self.core.create_namespaced_config_map("kube-system", obj)
+
+    def run_pod(
+        self, image: str, name: str, node: str, node_ip: str, pod_ip: str, log: Any = None
+    ) -> Any:
+        """An add-on pod as its Deployment or DaemonSet would make it, run on ``node``."""
+        spec: dict[str, Any] = {}
+        labels = {"k8s-app": "kube-dns"} if image == COREDNS_IMAGE else {}
+        if image == NODELOCAL_IMAGE:
+            (daemonset,) = [o for p, o in manifests.nodelocal(self.settings) if "daemon" in p]
+            spec = dict(daemonset["spec"]["template"]["spec"])
+        meta = {"namespace": "kube-system", "name": name, "labels": labels}
+        pod = {"metadata": meta, "spec": {**spec, "nodeName": node}}
         factory = self.registry.factory_for(image)
         assert factory is not None, f"no add-on runtime registered for {image}"
-        runtime = factory(PodPlacement(pod, node, node_ip, pod_ip))
+        placement = PodPlacement(pod, node, node_ip, pod_ip, log=log or (lambda _line: None))
+        runtime = factory(placement)
         self.loop.run(runtime.start())
         return runtime
 
@@ -165,6 +188,7 @@ def test_kube_dns_address_follows_running_coredns_pods(cluster: Cluster) -> None
 def test_node_cache_serves_pods_of_its_node_from_coredns(cluster: Cluster) -> None:
     """A pod on node-a asks the kube-dns IP; the node's cache answers from CoreDNS and counts
     it. A pod on node-b (no cache there) reaches CoreDNS directly."""
+    cluster.install_nodelocal()
     coredns = cluster.run_pod(COREDNS_IMAGE, "coredns-a", "node-b", "10.0.0.11", "10.0.128.2")
     cache = cluster.run_pod(NODELOCAL_IMAGE, "node-local-dns-a", "node-a", "10.0.0.10", "10.0.0.10")
     try:
@@ -191,3 +215,44 @@ def test_node_cache_serves_pods_of_its_node_from_coredns(cluster: Cluster) -> No
         cluster.loop.run(coredns.stop())
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"http://{metrics[0]}:{metrics[1]}/metrics", timeout=2)
+
+
+def test_node_cache_reloads_its_configmap_when_an_operator_edits_it(cluster: Cluster) -> None:
+    """The Corefile edited through the API (cluster.local forwarded to an address where nothing
+    answers) reaches the running cache by its watch; put back, it answers again."""
+    cluster.install_nodelocal()
+    logged: list[str] = []
+    coredns = cluster.run_pod(COREDNS_IMAGE, "coredns-a", "node-b", "10.0.0.11", "10.0.128.2")
+    cache = cluster.run_pod(
+        NODELOCAL_IMAGE, "node-local-dns-a", "node-a", "10.0.0.10", "10.0.0.10", logged.append
+    )
+    try:
+        name = "kubernetes.default.svc.cluster.local"
+        on_node_a = cluster.netmap.resolve(KUBE_DNS, 53, "node-a")
+        wait_for(name, lambda: lookup(on_node_a, name)[0], "NOERROR".__eq__)
+        original = cluster.core.read_namespaced_config_map("node-local-dns", "kube-system")
+        corefile = original.data["Corefile"]
+        wrong = corefile.replace("__PILLAR__CLUSTER__DNS__", "10.100.99.99", 1)
+        cluster.core.patch_namespaced_config_map(
+            "node-local-dns", "kube-system", {"data": {"Corefile": wrong}}
+        )
+        on_node_a = wait_for(
+            "the reloaded cache",
+            lambda: cluster.netmap.resolve(KUBE_DNS, 53, "node-a"),
+            on_node_a.__ne__,
+        )
+        assert lookup(on_node_a, "other.default.svc.cluster.local")[0] == "SERVFAIL"
+        assert any("10.100.99.99:53" in line for line in logged), logged
+        cluster.core.patch_namespaced_config_map(
+            "node-local-dns", "kube-system", {"data": {"Corefile": corefile}}
+        )
+        wait_for(
+            "the cache put back",
+            lambda: lookup(
+                cluster.netmap.resolve(KUBE_DNS, 53, "node-a"), "x.default.svc.cluster.local"
+            )[0],
+            "NXDOMAIN".__eq__,
+        )
+    finally:
+        cluster.loop.run(cache.stop())
+        cluster.loop.run(coredns.stop())

@@ -11,10 +11,16 @@ in docs/twin-configuration.md says which. A plugin argument CoreDNS refuses is a
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from clustergate.twin.dns.cache import CachePolicy
-from clustergate.twin.dns.corefile import CorefileError, Directive, ServerBlock
+from clustergate.twin.dns.corefile import (
+    NODE_CACHE_PLUGINS,
+    CorefileError,
+    Directive,
+    ServerBlock,
+    parse,
+)
 
 #: The port of a server block key without one (node-cache's and CoreDNS's ``-dns.port``).
 DEFAULT_PORT = 53
@@ -49,6 +55,13 @@ class ZoneServer:
     health: str | None
     prometheus: str | None
     reload: bool
+    #: Every plugin the block names, in order (what ``coredns_plugin_enabled`` lists).
+    plugins: tuple[str, ...] = field(default=(), compare=False)
+
+
+def node_cache_servers(text: str, filename: str = "/etc/Corefile") -> list[ZoneServer]:
+    """What node-cache serves for the Corefile ``text`` (after its substitutions)."""
+    return zone_servers(parse(text, NODE_CACHE_PLUGINS, filename), filename)
 
 
 def zone_servers(blocks: list[ServerBlock], filename: str = "Corefile") -> list[ZoneServer]:
@@ -112,6 +125,7 @@ def _server(zone: str, port: int, block: ServerBlock, filename: str) -> ZoneServ
         health=_address(health, DEFAULT_HEALTH, filename) if health else None,
         prometheus=_address(prometheus, DEFAULT_PROMETHEUS, filename) if prometheus else None,
         reload=once("reload") is not None,
+        plugins=tuple(dict.fromkeys(directive.name for directive in block.directives)),
     )
 
 
