@@ -27,6 +27,28 @@ def _template(labels: dict[str, str], spec: Obj) -> Obj:
     return {"metadata": {"labels": labels}, "spec": spec}
 
 
+#: The EKS CoreDNS add-on's Corefile (its default configuration).
+COREDNS_COREFILE = """\
+.:53 {
+    errors
+    health {
+        lameduck 5s
+      }
+    ready
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+      pods insecure
+      fallthrough in-addr.arpa ip6.arpa
+    }
+    prometheus :9153
+    forward . /etc/resolv.conf
+    cache 30
+    loop
+    reload
+    loadbalance
+}
+"""
+
+
 def coredns() -> list[tuple[str, Obj]]:
     labels = {"k8s-app": "kube-dns", "eks.amazonaws.com/component": "coredns"}
     container = {
@@ -36,6 +58,17 @@ def coredns() -> list[tuple[str, Obj]]:
         "ports": [{"containerPort": 53, "name": "dns", "protocol": "UDP"}],
         "resources": {"requests": {"cpu": "100m", "memory": "70Mi"}},
         "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181}},
+        "volumeMounts": [{"name": "config-volume", "mountPath": "/etc/coredns"}],
+    }
+    volume = {
+        "name": "config-volume",
+        "configMap": {"name": "coredns", "items": [{"key": "Corefile", "path": "Corefile"}]},
+    }
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta("coredns", labels),
+        "data": {"Corefile": COREDNS_COREFILE},
     }
     deployment = {
         "apiVersion": "apps/v1",
@@ -44,10 +77,10 @@ def coredns() -> list[tuple[str, Obj]]:
         "spec": {
             "replicas": 2,
             "selector": {"matchLabels": labels},
-            "template": _template(labels, {"containers": [container]}),
+            "template": _template(labels, {"containers": [container], "volumes": [volume]}),
         },
     }
-    return [("apps/v1/deployments", deployment)]
+    return [("v1/configmaps", configmap), ("apps/v1/deployments", deployment)]
 
 
 def dns_services(settings: TwinSettings) -> list[tuple[str, Obj]]:

@@ -24,6 +24,7 @@ from clustergate.twin import manifests
 from clustergate.twin.addons import COREDNS_IMAGE, NODELOCAL_IMAGE, AddonRegistry, PodPlacement
 from clustergate.twin.apiserver import ApiServer
 from clustergate.twin.dns import register_dns_addons
+from clustergate.twin.dns.corefile import CorefileError
 from clustergate.twin.kubeclient import KubeClient
 from clustergate.twin.kubelet_hub import KubeletHub
 from clustergate.twin.netmap import Netmap
@@ -71,6 +72,9 @@ class Cluster:
         if image == NODELOCAL_IMAGE:
             (daemonset,) = [o for p, o in manifests.nodelocal(self.settings) if "daemon" in p]
             spec = dict(daemonset["spec"]["template"]["spec"])
+        if image == COREDNS_IMAGE:
+            (deployment,) = [o for p, o in manifests.coredns() if "deployments" in p]
+            spec = dict(deployment["spec"]["template"]["spec"])
         meta = {"namespace": "kube-system", "name": name, "labels": labels}
         pod = {"metadata": meta, "spec": {**spec, "nodeName": node}}
         factory = self.registry.factory_for(image)
@@ -95,6 +99,8 @@ def cluster(loop: LoopThread, tmp_path: Path) -> Iterator[Cluster]:
     loop.run(api.start())
     cluster = Cluster(loop, api, settings)
     cluster.core.create_namespace({"metadata": {"name": "shop"}})
+    (corefile,) = [o for p, o in manifests.coredns() if p == "v1/configmaps"]
+    cluster.core.create_namespaced_config_map("kube-system", corefile)
     yield cluster
     loop.run(api.stop())
 
@@ -256,3 +262,58 @@ def test_node_cache_reloads_its_configmap_when_an_operator_edits_it(cluster: Clu
     finally:
         cluster.loop.run(cache.stop())
         cluster.loop.run(coredns.stop())
+
+
+def ttl_and_rcode(server: tuple[str, int] | None, name: str) -> tuple[str, int]:
+    assert server is not None
+    response = dns.query.udp(
+        dns.message.make_query(name, "A"), server[0], port=server[1], timeout=3
+    )
+    ttls = [rrset.ttl for rrset in response.answer]
+    return dns.rcode.to_text(response.rcode()), max(ttls, default=0)
+
+
+def test_coredns_follows_its_configmap_cache_and_forward(cluster: Cluster) -> None:
+    """The coredns ConfigMap's cache cap and forward target, edited through the API, reach the
+    running pod; a Corefile it cannot parse keeps the next pod from starting, with the error
+    in its log."""
+    logged: list[str] = []
+    runtime = cluster.run_pod(
+        COREDNS_IMAGE, "coredns-a", "node-a", "10.0.0.10", "10.0.128.2", logged.append
+    )
+    server = cluster.netmap.resolve("10.0.128.2", 53)
+    try:
+        rcode, ttl = ttl_and_rcode(server, "sts.us-west-2.amazonaws.com")
+        assert rcode == "NOERROR"
+        assert ttl == 30  # the answer says 60, cache 30 caps it
+        corefile = cluster.core.read_namespaced_config_map("coredns", "kube-system").data
+        shorter = corefile["Corefile"].replace("cache 30", "cache 7")
+        edited = shorter.replace("forward . /etc/resolv.conf", "forward . 10.100.99.99")
+
+        def edit(text: str, reloads: int) -> None:
+            cluster.core.patch_namespaced_config_map(
+                "coredns", "kube-system", {"data": {"Corefile": text}}
+            )
+            wait_for(
+                f"reload {reloads}",
+                lambda: logged,
+                lambda seen: seen.count("[INFO] Reloading") == reloads,
+            )
+
+        edit(shorter, 1)
+        assert ttl_and_rcode(server, "sts.us-west-2.amazonaws.com") == ("NOERROR", 7)
+        edit(edited, 2)
+        assert ttl_and_rcode(server, "example.com") == ("SERVFAIL", 0)
+        broken = edited.replace("forward .", "forwrd .")
+        cluster.core.patch_namespaced_config_map(
+            "coredns", "kube-system", {"data": {"Corefile": broken}}
+        )
+        wait_for("the refused reload", lambda: logged[-1], lambda last: "Restart failed" in last)
+    finally:
+        cluster.loop.run(runtime.stop())
+    with pytest.raises(CorefileError, match="Unknown directive 'forwrd'"):
+        cluster.run_pod(
+            COREDNS_IMAGE, "coredns-b", "node-a", "10.0.0.10", "10.0.128.3", logged.append
+        )
+    assert logged[-1].startswith("[FATAL] /etc/coredns/Corefile:")
+    assert cluster.netmap.resolve("10.0.128.3", 53) is None

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import itertools
 import logging
 import socket
 from collections.abc import Callable
@@ -32,7 +33,7 @@ import dns.message
 from clustergate.twin.addons import COREDNS_IMAGE, NODELOCAL_IMAGE, AddonRegistry, PodPlacement
 from clustergate.twin.dns.cluster_dns import ClusterDns
 from clustergate.twin.dns.cluster_zone import ClusterZone
-from clustergate.twin.dns.corefile import CorefileError
+from clustergate.twin.dns.corefile import COREDNS_PLUGINS, CorefileError, parse
 from clustergate.twin.dns.feeder import RecordsFeeder
 from clustergate.twin.dns.internet import InternetZone
 from clustergate.twin.dns.metrics import HttpEndpoints, health_app, ready_app
@@ -45,7 +46,7 @@ from clustergate.twin.dns.node_cache_app import (
 )
 from clustergate.twin.dns.nodecache import NodeLocalCache, netmap_lookup
 from clustergate.twin.dns.nodecache_inputs import NAMESPACE, ApiInputs, NodeCacheInputs
-from clustergate.twin.dns.plugins import ZoneServer, node_cache_servers
+from clustergate.twin.dns.plugins import ZoneServer, node_cache_servers, zone_servers
 from clustergate.twin.dns.records import ClusterRecords
 from clustergate.twin.dns.server import DnsServer, Request
 from clustergate.twin.kubeclient import KubeClient
@@ -135,7 +136,14 @@ class _KubeDnsService:
 class CoreDnsRuntime:
     """One CoreDNS pod: its own records and informers, DNS at ``pod_ip:53``, ``/health`` at
     ``pod_ip:8080`` and ``/ready`` at ``pod_ip:8181`` (503 until its first list, as the
-    ``ready`` plugin answers)."""
+    ``ready`` plugin answers).
+
+    Its Corefile comes from the ConfigMap volume at ``-conf`` (the ``coredns`` ConfigMap):
+    the root block's ``forward`` targets and ``cache`` caps are applied, at start and on each
+    change when it has ``reload``; a Corefile that does not parse, or none, fails the
+    container with CoreDNS's error line in its log (a broken edit is logged and not applied).
+    The rest of the Corefile (``kubernetes`` zones and options, other blocks) is read for
+    errors only: the cluster zone is always served as EKS's default Corefile has it."""
 
     def __init__(
         self,
@@ -152,6 +160,10 @@ class CoreDnsRuntime:
         zone = ClusterZone(self.records, network.cluster_domain, network.kube_dns_ip)
         self.server = ClusterDns(zone, upstream=lambda: netmap.resolve(resolver.ip, 53))
         self._client_factory = client_factory
+        self._netmap = netmap
+        self._resolver = resolver
+        self._inputs: ApiInputs | None = None
+        self._reload_on_change = False
         self._client: KubeClient | None = None
         self._feeder: RecordsFeeder | None = None
         self._synced = False
@@ -166,11 +178,51 @@ class CoreDnsRuntime:
     async def start(self) -> None:
         try:
             await self._start()
+        except (NodeCacheError, CorefileError) as error:
+            self.placement.log(f"[FATAL] {error}")
+            await self.stop()
+            raise
         except BaseException:
             await self.stop()
             raise
 
+    def _configure(self, text: str, conf: str) -> None:
+        """Apply the Corefile ``text`` (CorefileError when CoreDNS would refuse it)."""
+        servers = zone_servers(parse(text, COREDNS_PLUGINS, conf), conf)
+        root = next((s for s in servers if s.zone == "." and s.port == 53), None)
+        self.server.configure(
+            root.forward if root else None,
+            root.cache if root else None,
+            netmap_lookup(self._netmap, self._resolver.ip),
+        )
+        self._reload_on_change = any(server.reload for server in servers)
+
+    async def _read_corefile(self) -> None:
+        container = self.placement.container(COREDNS_IMAGE)
+        words = [*(container.get("command") or []), *(container.get("args") or [])]
+        conf = next((w for f, w in itertools.pairwise(words) if f == "-conf"), "Corefile")
+        source = config_source(self.placement.pod, container, conf)
+        self._inputs = ApiInputs(self._client_factory())
+        text = await self._inputs.corefile(source)
+        if text is None:
+            raise NodeCacheError(f"open {conf}: no such file or directory")
+        self._configure(text, conf)
+
+        async def reload(changed: str | None) -> None:
+            if not self._reload_on_change:
+                return
+            try:
+                if changed is None:
+                    raise NodeCacheError(f"open {conf}: no such file or directory")
+                self._configure(changed, conf)
+                self.placement.log("[INFO] Reloading")
+            except (NodeCacheError, CorefileError) as error:
+                self.placement.log(f"[ERROR] Restart failed: {error}")
+
+        self._inputs.follow(reload)
+
     async def _start(self) -> None:
+        await self._read_corefile()
         await self._resolver_lease.take()
         address = await self.server.start()
         health = await self._http.serve(health_app())
@@ -197,6 +249,9 @@ class CoreDnsRuntime:
             self._synced = True
 
     async def stop(self) -> None:
+        if self._inputs is not None:
+            await self._inputs.close()
+            self._inputs = None
         self._kube_dns.remove(self._pod)
         self._published.withdraw_all()
         if self._late_sync is not None:

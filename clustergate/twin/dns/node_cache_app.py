@@ -82,7 +82,8 @@ ip6.arpa:53 {{
 
 
 class NodeCacheError(RuntimeError):
-    """node-cache refused to start; ``str()`` is the line it logs before exiting."""
+    """node-cache (or CoreDNS, for a Corefile that is not there) refused to start; ``str()``
+    is the line it logs before exiting."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,4 @@ def config_source(pod: dict[str, Any], container: dict[str, Any], path: str) -> 
         for item in items:
             if item.get("path") == filename:
                 return ConfigSource(configmap["name"], item["key"])
-    raise NodeCacheError(
-        f"Failed to read node-cache coreFile {path} - open {path}: no such file or directory"
-    )
+    raise NodeCacheError(f"open {path}: no such file or directory (no ConfigMap volume there)")
