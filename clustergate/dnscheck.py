@@ -46,6 +46,8 @@ NO_ZONE = "(no zone)"
 REQUESTS = "coredns_dns_requests_total"
 CACHE_REQUESTS = "coredns_cache_requests_total"
 CACHE_HITS = "coredns_cache_hits_total"
+PLUGIN_ENABLED = "coredns_plugin_enabled"
+UPSTREAM_FAILURES = "coredns_proxy_healthcheck_failures_total"
 #: Nodes probed at once.
 PARALLEL_PROBES = 8
 
@@ -103,9 +105,17 @@ class CachePod:
     uid: str
     phase: str
     ready: bool
+    #: Restarts of its node-cache container, and why it waits (CrashLoopBackOff), if it does.
+    restarts: int = 0
+    waiting: str = ""
 
     def describe(self) -> str:
-        return f"{self.name} ({self.phase}, {'ready' if self.ready else 'not ready'})"
+        state = f"{self.phase}, {'ready' if self.ready else 'not ready'}"
+        if self.waiting:
+            state += f", {self.waiting}"
+        if self.restarts:
+            state += f", {self.restarts} restart{'s' if self.restarts > 1 else ''}"
+        return f"{self.name} ({state})"
 
 
 def _ready(pod: Any) -> bool:
@@ -120,16 +130,29 @@ def cache_pods(pods: Iterable[Any]) -> dict[str, CachePod]:
         node = pod.spec.node_name
         if not node or pod.metadata.deletion_timestamp:
             continue
+        statuses = [c for c in (pod.status.container_statuses or []) if c.name == CACHE_CONTAINER]
+        waiting = statuses[0].state.waiting if statuses and statuses[0].state else None
         found = CachePod(
-            pod.metadata.name, node, pod.metadata.uid, pod.status.phase or "", _ready(pod)
+            pod.metadata.name,
+            node,
+            pod.metadata.uid,
+            pod.status.phase or "",
+            _ready(pod),
+            statuses[0].restart_count or 0 if statuses else 0,
+            (waiting.reason or "") if waiting else "",
         )
         if node not in by_node or (found.ready and not by_node[node].ready):
             by_node[node] = found
     return by_node
 
 
-def missing_caches(places: Iterable[NodePlace], pods: dict[str, CachePod]) -> list[str]:
-    """One line per node without a ready cache pod."""
+def missing_caches(
+    places: Iterable[NodePlace],
+    pods: dict[str, CachePod],
+    last_words: dict[str, str] | None = None,
+) -> list[str]:
+    """One line per node without a ready cache pod; with what a restarted pod's container
+    last logged (``last_words``, by pod name), which says why it exits."""
     lines = []
     for place in places:
         pod = pods.get(place.name)
@@ -137,8 +160,35 @@ def missing_caches(places: Iterable[NodePlace], pods: dict[str, CachePod]) -> li
         if pod is None:
             lines.append(f"{where}: no node-local-dns pod")
         elif not pod.ready:
-            lines.append(f"{where}: node-local-dns pod {pod.describe()}")
+            said = (last_words or {}).get(pod.name)
+            logged = f"; its last log line: {said}" if said else ""
+            lines.append(f"{where}: node-local-dns pod {pod.describe()}{logged}")
     return lines
+
+
+def last_log_lines(cluster: Cluster, pods: Iterable[CachePod]) -> dict[str, str]:
+    """Pod name -> the last line its node-cache container logged before it last exited, for
+    each restarted pod (``kubectl logs --previous``); pods whose log is unreadable are left
+    out."""
+    said = {}
+    for pod in pods:
+        if not pod.restarts:
+            continue
+        try:
+            text = cluster.core().read_namespaced_pod_log(
+                pod.name,
+                NAMESPACE,
+                container=CACHE_CONTAINER,
+                previous=True,
+                tail_lines=5,
+                _request_timeout=15,
+            )
+        except ApiException:
+            continue
+        lines = [line for line in str(text).splitlines() if line.strip()]
+        if lines:
+            said[pod.name] = lines[-1]
+    return said
 
 
 def list_cache_pods(cluster: Cluster) -> dict[str, CachePod]:
@@ -207,8 +257,25 @@ def parse_counters(text: str) -> dict[str, float]:
     return dict(totals)
 
 
-def scrape_cache_metrics(cluster: Cluster, pod: str) -> dict[str, float]:
-    """The cache pod's counters, through the API server's pod proxy to port 9253."""
+def labelled(text: str, name: str, label: str) -> dict[str, float]:
+    """Value of ``label`` -> the sum of the samples named ``name`` that carry it."""
+    found: dict[str, float] = defaultdict(float)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and label in sample.labels:
+                found[sample.labels[label]] += sample.value
+    return dict(found)
+
+
+def served_addresses(text: str) -> list[str]:
+    """The addresses the cache's server blocks listen on (``coredns_plugin_enabled``'s
+    ``server="dns://ADDRESS:53"``): what its Corefile's ``bind`` made of them."""
+    servers = labelled(text, PLUGIN_ENABLED, "server")
+    return sorted({server.removeprefix("dns://").rpartition(":")[0] for server in servers})
+
+
+def scrape_cache_text(cluster: Cluster, pod: str) -> str:
+    """The cache pod's metrics page, through the API server's pod proxy to port 9253."""
     response = cluster.core().connect_get_namespaced_pod_proxy_with_path(
         f"{pod}:{METRICS_PORT}",
         NAMESPACE,
@@ -216,7 +283,7 @@ def scrape_cache_metrics(cluster: Cluster, pod: str) -> dict[str, float]:
         _preload_content=False,
         _request_timeout=15,
     )
-    return parse_counters(response.data.decode())
+    return str(response.data.decode())
 
 
 @dataclass(frozen=True)
@@ -259,6 +326,10 @@ class NodeReport:
     #: Why the cache's counters could not be compared.
     metrics_error: str | None = None
     names: list[dict[str, Any]] = field(default_factory=list)
+    #: The addresses the node's cache serves (empty: unknown).
+    served: list[str] = field(default_factory=list)
+    #: Upstream (``to``) -> failed attempts of the cache's forward plugin during the probe.
+    upstream_failures: dict[str, float] = field(default_factory=dict)
 
     @property
     def where(self) -> str:
@@ -291,6 +362,8 @@ def probe_node(
     cache = list_cache_pods(run.cluster).get(place.name)
     report = NodeReport(place, cache)
     before = _scrape(run.cluster, report)
+    if before is not None:
+        report.served = served_addresses(before)
     spec = ProbeSpec(
         "dns", args=(*(t.name for t in targets), "--count", str(count)), node=place.name
     )
@@ -309,16 +382,24 @@ def probe_node(
         if still is None or cache is None or still.uid != cache.uid:
             report.metrics_error = "the cache pod was replaced during the probe: counters reset"
         else:
-            report.delta = CounterDelta.between(before, after)
+            report.delta = CounterDelta.between(parse_counters(before), parse_counters(after))
+            failed_before = labelled(before, UPSTREAM_FAILURES, "to")
+            report.upstream_failures = {
+                to: count - failed_before.get(to, 0.0)
+                for to, count in labelled(after, UPSTREAM_FAILURES, "to").items()
+                if count > failed_before.get(to, 0.0)
+            }
     return report
 
 
-def _scrape(cluster: Cluster, report: NodeReport) -> dict[str, float] | None:
+def _scrape(cluster: Cluster, report: NodeReport) -> str | None:
     if report.cache_pod is None:
         report.metrics_error = "no node-local-dns pod on the node"
         return None
     try:
-        return scrape_cache_metrics(cluster, report.cache_pod.name)
+        text = scrape_cache_text(cluster, report.cache_pod.name)
+        parse_counters(text)  # unparsable is unreadable
+        return text
     except (ApiException, ValueError) as error:
         reason = getattr(error, "reason", None) or error
         report.metrics_error = (
@@ -358,6 +439,39 @@ def answer_problems(names: Sequence[dict[str, Any]], targets: Sequence[DnsTarget
         if want is not None and item["answers"] and want not in item["answers"]:
             problems.append(f"{name} resolved to {item['answers']}, expected {want}")
     return problems
+
+
+COREFILE_HINT = "kubectl -n kube-system get configmap node-local-dns -o yaml"
+
+
+def upstream_problem(report: NodeReport, upstream_ip: str | None) -> str | None:
+    """Why the node's cache failed queries: the upstreams its forward plugin could not reach,
+    against the kube-dns-upstream Service IP the cluster zones must go to."""
+    if not report.upstream_failures:
+        return None
+    pod = report.cache_pod.name if report.cache_pod else "?"
+    failed = ", ".join(
+        f"{to} ({count:.0f} failed)" for to, count in sorted(report.upstream_failures.items())
+    )
+    expected = f"; {KUBE_DNS_UPSTREAM} is {upstream_ip}:53" if upstream_ip else ""
+    return (
+        f"its cache {NAMESPACE}/{pod} forwarded the queries to {failed}, which did not answer "
+        f"({UPSTREAM_FAILURES}){expected}: see `forward` in its Corefile ({COREFILE_HINT})"
+    )
+
+
+def served_problems(mode: str, kube_dns_ip: str, nodelocal_ip: str, served: list[str]) -> list[str]:
+    """What the cache's Corefile fails to ``bind``, from the addresses its metrics show."""
+    if not served:
+        return []
+    wanted = [nodelocal_ip] + ([kube_dns_ip] if mode == "iptables" else [])
+    missing = [address for address in wanted if address not in served]
+    if not missing:
+        return []
+    return [
+        f"the cache serves {', '.join(served)} ({PLUGIN_ENABLED}), not "
+        f"{', '.join(missing)}: see `bind` in its Corefile ({COREFILE_HINT})"
+    ]
 
 
 def cache_problem(report: NodeReport) -> str | None:

@@ -1,6 +1,12 @@
 """The fault matrix: for every named twin fault, which checks must fail and why (issue 12).
 
-A row says: with FAULT switched on, the checks named by ``must_fail`` (node-id fragments) fail
+A row's fault is either a twin switch (``clustergate/twin/faults.py``, ``--fault NAME`` at
+start-up) or an operator fault (``tests/operator_faults.py``): a change made through the API
+with kubectl or boto3 against the started twin, as an operator would make the mistake. The
+twin's switches are faults of the twin's own components; everything an operator can break
+through a real configuration surface belongs in the second kind.
+
+A row says: with FAULT on, the checks named by ``must_fail`` (node-id fragments) fail
 with a message containing ``cause``, and every other selected check of the same suite passes (or
 is skipped, e.g. Karpenter checks when the config says Cluster Autoscaler).
 
@@ -21,9 +27,13 @@ alone, so the grouping follows what each fault really touches:
   autoscaler's scale-down. Its group runs drain and no suite that evicts.
 - webhook-off breaks only pod identity injection (irsa); it can share with drain and cutover.
 - kubelet-slow-ready slows every pod of every suite: alone in its group.
+- operator faults follow the same rule (one fault per suite in a group, touching only its
+  suite). Their ``apply`` steps run, in the group's order, after the twin started and before
+  the suites.
 
-The runner (``run_group``) starts the twin with ``tests.conftest.start_twin``, runs the group's
-suites through ``RunningTwin.pytest`` and judges each row from the run's ``summary.json``.
+The runner (``run_group``) starts the twin with ``tests.conftest.start_twin``, applies the
+group's operator faults, runs the group's suites through ``RunningTwin.pytest`` and judges
+each row from the run's ``summary.json``.
 """
 
 from __future__ import annotations
@@ -32,13 +42,14 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from clustergate.twin.faults import FAULTS
-from tests.conftest import ROOT, start_twin, stop_twin
+from tests.conftest import ROOT, RunningTwin, start_twin, stop_twin
+from tests.operator_faults import OPERATOR_FAULTS, Operator, StepError
 
 PROFILES = ("gate", "signoff", "nightly")
 #: A group's pytest run may take this long (it is killed and reported after).
@@ -62,6 +73,9 @@ class Group:
     faults: tuple[str, ...]
     #: nodes of the twin for this group (default: the twin's default of 3)
     nodes: int = 3
+    #: run by the nightly self-tests (tox -e nightly-tests) only: a twin of its own for rows
+    #: no CI group has room for, too slow for every CI run
+    nightly: bool = False
 
 
 _IRSA_CONFIG = "suites/irsa/test_irsa_config.py::"
@@ -77,6 +91,11 @@ _SCALE = _SCALING + "test_pending_pods_get_new_nodes_and_idle_nodes_go_in_time"
 _ROLL = _UPGRADE + "test_nodegroup_upgrade_replaces_every_node_within_budget"
 _DRAIN_BUDGET = _DRAIN + "test_drain_keeps_the_budget_at_every_moment"
 _DRAIN_BLOCKED = _DRAIN + "test_drain_blocked_by_budget_times_out_and_restores_the_node"
+_CACHE_READY = _DNS + "test_cache_runs_ready_on_every_node"
+_THROUGH_CACHE = _DNS + "test_queries_go_through_each_nodes_own_cache"
+_NAMES = _DNS + "test_names_resolve_on_every_probed_node"
+_MODE = _DNS + "test_cache_mode_matches_the_cluster_dns_address"
+_LATENCY = _DNS + "test_latency_meets_the_slo_on_every_probed_node"
 
 ROWS: tuple[Row, ...] = (
     Row(
@@ -166,6 +185,24 @@ ROWS: tuple[Row, ...] = (
     Row("new-backend-errors", "cutover", ((_STEPS, "error rate"),), "signoff"),
     Row("new-backend-slow", "cutover", ((_STEPS, "significantly slower"),), "signoff"),
     Row("weights-ignored", "cutover", ((_STEPS, "did not follow the weight"),), "signoff"),
+    # operator faults (tests/operator_faults.py): made with kubectl/boto3 after the twin started
+    Row(
+        "nodelocal-forward-wrong-upstream",
+        "dns",
+        (
+            (_NAMES, "forwarded the queries to 10.100.99.99:53"),
+            (_LATENCY, "no query was answered"),
+        ),
+    ),
+    Row("nodelocal-bind-missing-link-local", "dns", ((_MODE, "not 169.254.20.10: see `bind`"),)),
+    Row(
+        "nodelocal-corefile-typo",
+        "dns",
+        (
+            (_CACHE_READY, "Unknown directive 'forwrd'"),
+            (_THROUGH_CACHE, "unreadable through the API server's pod proxy"),
+        ),
+    ),
 )
 
 GROUPS: tuple[Group, ...] = (
@@ -183,9 +220,19 @@ GROUPS: tuple[Group, ...] = (
         "b", ("irsa-no-audience", "dns-bypass-cache", "upgrade-skips-drain", "new-backend-errors")
     ),
     Group("c", ("imds-hop-limit-2", "dns-slow-cache", "scale-down-never", "new-backend-slow")),
-    Group("d", ("webhook-off", "eviction-ignores-pdb", "autoscaler-slow", "weights-ignored")),
+    Group(
+        "d",
+        (
+            "webhook-off",
+            "eviction-ignores-pdb",
+            "autoscaler-slow",
+            "weights-ignored",
+            "nodelocal-forward-wrong-upstream",
+        ),
+    ),
     Group("e", ("kubelet-slow-ready",)),
-    Group("f", ("irsa-role-admin",)),
+    Group("f", ("irsa-role-admin", "nodelocal-corefile-typo")),
+    Group("g", ("nodelocal-bind-missing-link-local",), nightly=True),
 )
 
 ROW_OF = {row.fault: row for row in ROWS}
@@ -193,10 +240,15 @@ ROW_OF = {row.fault: row for row in ROWS}
 
 def grouping_problems() -> list[str]:
     """Why the table is incomplete or a group unsound; empty when the matrix is whole."""
-    problems = [f"fault {name} has no row in ROWS" for name in FAULTS if name not in ROW_OF]
-    problems += [f"row {name} names no known fault" for name in ROW_OF if name not in FAULTS]
+    known = [*FAULTS, *OPERATOR_FAULTS]
+    problems = [
+        f"{name} is both a twin fault and an operator fault"
+        for name in sorted(FAULTS.keys() & OPERATOR_FAULTS.keys())
+    ]
+    problems += [f"fault {name} has no row in ROWS" for name in known if name not in ROW_OF]
+    problems += [f"row {name} names no known fault" for name in ROW_OF if name not in known]
     grouped = [fault for group in GROUPS for fault in group.faults]
-    problems += [f"fault {name} is in no group" for name in FAULTS if name not in grouped]
+    problems += [f"fault {name} is in no group" for name in known if name not in grouped]
     problems += [
         f"fault {name} is in several groups" for name in set(grouped) if grouped.count(name) > 1
     ]
@@ -281,15 +333,34 @@ class SuiteRun:
     seconds: float
 
 
+def apply_operator_faults(names: list[str], twin: RunningTwin) -> str:
+    """Run each operator fault's ``apply`` against the twin; what failed, or empty."""
+    operator = Operator(twin)
+    for name in names:
+        try:
+            OPERATOR_FAULTS[name].apply(operator)
+        except (StepError, subprocess.TimeoutExpired) as error:
+            return f"operator fault {name} was not applied: {error}"
+    return ""
+
+
 def run_on_fresh_twin(
-    state: Path, twin_args: list[str], pytest_args: list[str], timeout_s: float
+    state: Path,
+    twin_args: list[str],
+    pytest_args: list[str],
+    timeout_s: float,
+    prepare: Callable[[RunningTwin], str] | None = None,
 ) -> SuiteRun:
-    """Start a twin in ``state``, run the suites' pytest against it, always stop it."""
+    """Start a twin in ``state``, ``prepare`` it (what failed, or empty), run the suites'
+    pytest against it, always stop it."""
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
     started = time.monotonic()
     twin = start_twin(state, *twin_args)
     try:
+        unprepared = prepare(twin) if prepare is not None else ""
+        if unprepared:
+            return SuiteRun(None, [], unprepared, round(time.monotonic() - started, 1))
         completed = twin.pytest(*pytest_args, "-q", "-o", "log_cli=false", timeout=timeout_s)
     except subprocess.TimeoutExpired:
         completed = None
@@ -317,11 +388,15 @@ def run_group(group: Group, work: Path) -> GroupResult:
     problems = [f"suite(s) {', '.join(missing)} do not exist"] if missing else []
     present = [row for row in rows if row.suite not in missing]
     if present:
+        switches = [row.fault for row in present if row.fault in FAULTS]
         run = run_on_fresh_twin(
             work / f"twin-{group.name}",
-            ["--nodes", str(group.nodes), *(a for r in present for a in ("--fault", r.fault))],
+            ["--nodes", str(group.nodes), *(a for name in switches for a in ("--fault", name))],
             [*suite_paths(present), "-m", expression(present)],
             GROUP_TIMEOUT_S,
+            prepare=lambda twin: apply_operator_faults(
+                [row.fault for row in present if row.fault in OPERATOR_FAULTS], twin
+            ),
         )
         result.exit_code, result.seconds = run.exit_code, run.seconds
         problems += [run.problem] if run.problem else []

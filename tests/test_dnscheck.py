@@ -226,3 +226,62 @@ def test_latency_verdict_against_the_slo() -> None:
     tail = dnscheck.latency_verdict([1.0] * 90 + [500.0] * 10, slo)
     assert tail.problems == ("p99 500.0 ms > SLO 100 ms",)
     assert dnscheck.latency_verdict([], slo).problems == ("no query was answered",)
+
+
+PLUGINS_PAGE = """\
+# TYPE coredns_plugin_enabled gauge
+coredns_plugin_enabled{name="cache",server="dns://169.254.20.10:53",view="",zone="."} 1
+coredns_plugin_enabled{name="forward",server="dns://169.254.20.10:53",view="",zone="."} 1
+coredns_plugin_enabled{name="cache",server="dns://10.100.0.10:53",view="",zone="."} 1
+# TYPE coredns_proxy_healthcheck_failures_total counter
+coredns_proxy_healthcheck_failures_total{proxy_name="forward",to="10.100.99.99:53"} 7
+"""
+
+
+def test_served_addresses_and_upstream_failures_come_from_the_metrics() -> None:
+    assert dnscheck.served_addresses(PLUGINS_PAGE) == ["10.100.0.10", "169.254.20.10"]
+    failures = dnscheck.labelled(PLUGINS_PAGE, dnscheck.UPSTREAM_FAILURES, "to")
+    assert failures == {"10.100.99.99:53": 7}
+
+
+SERVED = [
+    ("iptables", ["10.100.0.10", "169.254.20.10"], []),
+    ("iptables", ["169.254.20.10"], ["not 10.100.0.10"]),
+    ("iptables", ["10.100.0.10"], ["not 169.254.20.10"]),
+    ("ipvs", ["169.254.20.10"], []),
+    ("iptables", [], []),  # metrics unreadable: said by another check
+]
+
+
+@pytest.mark.parametrize(("mode", "served", "wanted"), SERVED)
+def test_addresses_the_corefile_does_not_bind_are_named(
+    mode: str, served: list[str], wanted: list[str]
+) -> None:
+    problems = dnscheck.served_problems(mode, "10.100.0.10", "169.254.20.10", served)
+    assert len(problems) == len(wanted)
+    for problem, fragment in zip(problems, wanted, strict=True):
+        assert fragment in problem
+        assert "`bind`" in problem
+        assert "configmap node-local-dns" in problem
+
+
+def test_failed_upstreams_are_named_against_kube_dns_upstream() -> None:
+    failing = report(0, CounterDelta(10, 10, 0))
+    assert dnscheck.upstream_problem(failing, "10.100.0.2") is None
+    failing.upstream_failures = {"10.100.99.99:53": 12}
+    problem = dnscheck.upstream_problem(failing, "10.100.0.2")
+    assert problem is not None
+    assert "kube-system/node-local-dns-abc forwarded the queries to 10.100.99.99:53" in problem
+    assert "kube-dns-upstream is 10.100.0.2:53" in problem
+    assert "`forward`" in problem
+
+
+def test_a_crash_looping_cache_is_named_with_its_last_words() -> None:
+    looping = CachePod("nld-9", "n9", "u", "Running", False, 4, "CrashLoopBackOff")
+    said = {"nld-9": "[FATAL] /etc/Corefile:10 - Error during parsing: Unknown directive 'x'"}
+    (line,) = dnscheck.missing_caches([NodePlace("n9", "ng", "z")], {"n9": looping}, said)
+    assert line == (
+        "node n9 (ng, z): node-local-dns pod nld-9 (Running, not ready, CrashLoopBackOff, "
+        "4 restarts); its last log line: [FATAL] /etc/Corefile:10 - Error during parsing: "
+        "Unknown directive 'x'"
+    )

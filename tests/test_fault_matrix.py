@@ -11,13 +11,31 @@ from pathlib import Path
 import pytest
 
 from clustergate.twin.faults import FAULTS
-from tests import fault_matrix
-from tests.conftest import ROOT
+from tests import fault_matrix, operator_faults
+from tests.conftest import ROOT, RunningTwin
+from tests.operator_faults import OPERATOR_FAULTS, Operator, OperatorFault, StepError
 
 
 def test_every_fault_has_a_row_and_one_group() -> None:
     assert not fault_matrix.grouping_problems(), "\n".join(fault_matrix.grouping_problems())
-    assert set(fault_matrix.ROW_OF) == set(FAULTS)
+    assert set(fault_matrix.ROW_OF) == set(FAULTS) | set(OPERATOR_FAULTS)
+
+
+def test_an_operator_fault_without_a_row_fails_the_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = OperatorFault("new-edit", "not in the matrix yet", operator_faults.kubectl("version"))
+    monkeypatch.setitem(OPERATOR_FAULTS, "new-edit", extra)
+    problems = fault_matrix.grouping_problems()
+    assert "fault new-edit has no row in ROWS" in problems
+    assert "fault new-edit is in no group" in problems
+
+
+def test_a_failed_kubectl_step_names_the_command(tmp_path: Path) -> None:
+    twin = RunningTwin(tmp_path, tmp_path / "missing-kubeconfig", tmp_path / "cluster.yaml", {})
+    step = operator_faults.kubectl("get nodes", "-n kube-system get cm node-local-dns")
+    with pytest.raises(StepError, match=r"`get nodes` exited 1"):
+        step(Operator(twin))
+    problem = fault_matrix.apply_operator_faults(["nodelocal-corefile-typo"], twin)
+    assert problem.startswith("operator fault nodelocal-corefile-typo was not applied: `get")
 
 
 def test_a_fault_without_a_row_fails_the_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,7 +61,13 @@ def test_judging_tells_a_fault_that_went_unnoticed() -> None:
 
 
 @pytest.mark.timeout(fault_matrix.GROUP_TIMEOUT_S + 120)
-@pytest.mark.parametrize("group", fault_matrix.GROUPS, ids=lambda group: group.name)
+@pytest.mark.parametrize(
+    "group",
+    [
+        pytest.param(group, id=group.name, marks=[pytest.mark.nightly] if group.nightly else [])
+        for group in fault_matrix.GROUPS
+    ],
+)
 def test_each_fault_of_the_group_fails_its_check_naming_the_cause(
     group: fault_matrix.Group, tmp_path: Path
 ) -> None:

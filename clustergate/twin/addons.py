@@ -11,7 +11,7 @@ without a node-local-dns pod has no cache.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 COREDNS_IMAGE = "602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/coredns:v1.11.3-eksbuild.2"
@@ -27,6 +27,14 @@ class PodPlacement:
     node_name: str
     node_ip: str
     pod_ip: str
+    #: Writes one line to the container's log (what the process would print to stderr).
+    log: Callable[[str], None] = field(default=lambda _line: None, compare=False)
+
+    def container(self, image: str) -> dict[str, Any]:
+        """The pod's container running ``image`` (tag aside)."""
+        containers = (self.pod.get("spec") or {}).get("containers") or []
+        wanted = _repository(image)
+        return next((c for c in containers if _repository(c.get("image", "")) == wanted), {})
 
 
 class AddonRuntime(Protocol):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from clustergate.twin.addons import AUTOSCALER_IMAGE, COREDNS_IMAGE, NODELOCAL_IMAGE
+from clustergate.twin.dns.node_cache_app import installed_corefile
 from clustergate.twin.settings import TwinSettings
 
 Obj = dict[str, Any]
@@ -26,6 +27,28 @@ def _template(labels: dict[str, str], spec: Obj) -> Obj:
     return {"metadata": {"labels": labels}, "spec": spec}
 
 
+#: The EKS CoreDNS add-on's Corefile (its default configuration).
+COREDNS_COREFILE = """\
+.:53 {
+    errors
+    health {
+        lameduck 5s
+      }
+    ready
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+      pods insecure
+      fallthrough in-addr.arpa ip6.arpa
+    }
+    prometheus :9153
+    forward . /etc/resolv.conf
+    cache 30
+    loop
+    reload
+    loadbalance
+}
+"""
+
+
 def coredns() -> list[tuple[str, Obj]]:
     labels = {"k8s-app": "kube-dns", "eks.amazonaws.com/component": "coredns"}
     container = {
@@ -35,6 +58,17 @@ def coredns() -> list[tuple[str, Obj]]:
         "ports": [{"containerPort": 53, "name": "dns", "protocol": "UDP"}],
         "resources": {"requests": {"cpu": "100m", "memory": "70Mi"}},
         "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181}},
+        "volumeMounts": [{"name": "config-volume", "mountPath": "/etc/coredns"}],
+    }
+    volume = {
+        "name": "config-volume",
+        "configMap": {"name": "coredns", "items": [{"key": "Corefile", "path": "Corefile"}]},
+    }
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta("coredns", labels),
+        "data": {"Corefile": COREDNS_COREFILE},
     }
     deployment = {
         "apiVersion": "apps/v1",
@@ -43,10 +77,10 @@ def coredns() -> list[tuple[str, Obj]]:
         "spec": {
             "replicas": 2,
             "selector": {"matchLabels": labels},
-            "template": _template(labels, {"containers": [container]}),
+            "template": _template(labels, {"containers": [container], "volumes": [volume]}),
         },
     }
-    return [("apps/v1/deployments", deployment)]
+    return [("v1/configmaps", configmap), ("apps/v1/deployments", deployment)]
 
 
 def dns_services(settings: TwinSettings) -> list[tuple[str, Obj]]:
@@ -88,6 +122,31 @@ def nodelocal(settings: TwinSettings) -> list[tuple[str, Obj]]:
         ],
         "livenessProbe": {"httpGet": {"host": ip, "path": "/health", "port": 8080}},
         "resources": {"requests": {"cpu": "25m", "memory": "5Mi"}},
+        "volumeMounts": [
+            {"name": "config-volume", "mountPath": "/etc/coredns"},
+            {"name": "kube-dns-config", "mountPath": "/etc/kube-dns"},
+        ],
+    }
+    volumes = [
+        {"name": "kube-dns-config", "configMap": {"name": "kube-dns", "optional": True}},
+        {
+            "name": "config-volume",
+            "configMap": {
+                "name": "node-local-dns",
+                "items": [{"key": "Corefile", "path": "Corefile.base"}],
+            },
+        },
+    ]
+    network = settings.network
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta("node-local-dns", {"addonmanager.kubernetes.io/mode": "Reconcile"}),
+        "data": {
+            "Corefile": installed_corefile(
+                network.cluster_domain, ip, network.kube_dns_ip, network.proxy_mode
+            )
+        },
     }
     daemonset = {
         "apiVersion": "apps/v1",
@@ -104,11 +163,12 @@ def nodelocal(settings: TwinSettings) -> list[tuple[str, Obj]]:
                     "dnsPolicy": "Default",
                     "tolerations": tolerations,
                     "containers": [container],
+                    "volumes": volumes,
                 },
             ),
         },
     }
-    return [("apps/v1/daemonsets", daemonset)]
+    return [("v1/configmaps", configmap), ("apps/v1/daemonsets", daemonset)]
 
 
 def cluster_autoscaler(settings: TwinSettings) -> list[tuple[str, Obj]]:

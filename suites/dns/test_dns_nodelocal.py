@@ -93,12 +93,15 @@ def test_cache_runs_ready_on_every_node(cluster: Cluster, cache_nodes: list[Node
         f"no DaemonSet labelled {dnscheck.CACHE_SELECTOR} in {dnscheck.NAMESPACE}: "
         "NodeLocal DNSCache is not installed"
     )
-    missing = dnscheck.missing_caches(cache_nodes, dnscheck.list_cache_pods(cluster))
+    pods = dnscheck.list_cache_pods(cluster)
+    last_words = dnscheck.last_log_lines(cluster, pods.values())
+    missing = dnscheck.missing_caches(cache_nodes, pods, last_words)
     assert not missing, (
         f"{len(missing)} of {len(cache_nodes)} node(s) lack a ready NodeLocal DNSCache pod; "
         "pods there resolve without a cache (check the DaemonSet's tolerations and "
-        "nodeSelector, and `kubectl -n kube-system describe ds node-local-dns`):\n  "
-        + "\n  ".join(missing)
+        "nodeSelector, and `kubectl -n kube-system describe ds node-local-dns`; a cache that "
+        "restarts says why in `kubectl -n kube-system logs POD --previous`, often its Corefile: "
+        f"`{dnscheck.COREFILE_HINT}`):\n  " + "\n  ".join(missing)
     )
 
 
@@ -147,6 +150,12 @@ def test_cache_mode_matches_the_cluster_dns_address(
             problems.append(f"node {report.place.name}: kubelet clusterDNS is {kubelet} (/configz)")
         if report.probe and report.nameservers[:1] != [expected]:
             problems.append(f"{report.where}: the pod's resolv.conf names {report.nameservers}")
+        problems += [
+            f"node {report.place.name}: {problem}"
+            for problem in dnscheck.served_problems(
+                dns.mode, kube_dns_ip, dns.nodelocal_ip, report.served
+            )
+        ]
     assert not problems, (
         f"{dns.mode} mode needs pods to use {expected} as their nameserver "
         f"({'the kube-dns IP, which the cache serves' if dns.mode == 'iptables' else 'the cache'}"
@@ -155,7 +164,7 @@ def test_cache_mode_matches_the_cluster_dns_address(
 
 
 def test_names_resolve_on_every_probed_node(
-    probed: list[NodeReport], targets: list[DnsTarget]
+    probed: list[NodeReport], targets: list[DnsTarget], kube_dns_upstream_ip: str | None
 ) -> None:
     problems = []
     for report in probed:
@@ -163,9 +172,11 @@ def test_names_resolve_on_every_probed_node(
         if unprobed:
             problems.append(unprobed)
             continue
-        problems += [
-            f"{report.where}: {p}" for p in dnscheck.answer_problems(report.names, targets)
-        ]
+        failed = dnscheck.answer_problems(report.names, targets)
+        problems += [f"{report.where}: {p}" for p in failed]
+        cause = dnscheck.upstream_problem(report, kube_dns_upstream_ip) if failed else None
+        if cause:
+            problems.append(f"{report.where}: {cause}")
     assert not problems, "names did not resolve as expected:\n  " + "\n  ".join(problems)
 
 

@@ -30,8 +30,11 @@ from clustergate.twin.dns import (
     ClusterZone,
     NodeLocalCache,
     VpcResolver,
-    corefile_blocks,
+    installed_corefile,
 )
+from clustergate.twin.dns.node_cache_app import NodeCacheArgs, render
+from clustergate.twin.dns.nodecache import netmap_lookup
+from clustergate.twin.dns.plugins import node_cache_servers
 from clustergate.twin.netmap import Netmap
 from clustergate.twin.settings import Network
 
@@ -56,14 +59,9 @@ async def _serve(address_out: Connection, stop: Event) -> None:
             }
         )
     cluster_dns = ClusterDns(ClusterZone(records), lambda: netmap.resolve(resolver.ip, 53))
-    cache = NodeLocalCache(
-        [NODELOCAL],
-        corefile_blocks(
-            "cluster.local",
-            lambda: netmap.resolve(KUBE_DNS, 53),
-            lambda: netmap.resolve(resolver.ip, 53),
-        ),
-    )
+    installed = installed_corefile("cluster.local", NODELOCAL, KUBE_DNS, "ipvs")
+    servers = node_cache_servers(render(installed, NodeCacheArgs(localip=(NODELOCAL,)), None))
+    cache = NodeLocalCache([NODELOCAL], servers, netmap_lookup(netmap, resolver.ip))
     await resolver.acquire()
     netmap.publish(KUBE_DNS, 53, await cluster_dns.start())
     await cache.start()

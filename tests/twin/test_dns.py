@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import dns.asyncquery
+import dns.exception
 import dns.flags
 import dns.message
 import dns.name
@@ -29,6 +30,7 @@ import dns.reversename
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from clustergate.twin import manifests
 from clustergate.twin.addons import NODELOCAL_IMAGE, AddonRegistry, PodPlacement
 from clustergate.twin.dns import (
     ClusterDns,
@@ -36,16 +38,22 @@ from clustergate.twin.dns import (
     ClusterZone,
     NodeLocalCache,
     VpcResolver,
-    corefile_blocks,
+    installed_corefile,
     register_dns_addons,
     vpc_resolver_ip,
 )
+from clustergate.twin.dns.corefile import CorefileError
+from clustergate.twin.dns.node_cache_app import ConfigSource, NodeCacheArgs, render
+from clustergate.twin.dns.nodecache import netmap_lookup
+from clustergate.twin.dns.nodecache_inputs import UpstreamService
+from clustergate.twin.dns.plugins import node_cache_servers
 from clustergate.twin.netmap import Netmap
 from clustergate.twin.settings import Network, TwinSettings
 from tests.loop_thread import LoopThread
 
 NODELOCAL = "169.254.20.10"
 KUBE_DNS = "10.100.0.10"
+KUBE_DNS_UPSTREAM = "10.100.0.20"
 ZONE = "cluster.local"
 
 
@@ -57,6 +65,14 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def upstream_servers() -> list[Any]:
+    """The upstream Corefile as installed in iptables mode and rendered by node-cache, with
+    the kube-dns IP standing for kube-dns-upstream's."""
+    args = NodeCacheArgs(localip=(NODELOCAL, KUBE_DNS))
+    installed = installed_corefile(ZONE, NODELOCAL, KUBE_DNS, "iptables")
+    return node_cache_servers(render(installed, args, KUBE_DNS))
 
 
 @dataclass
@@ -149,13 +165,7 @@ def twin(loop: LoopThread) -> Iterator[Twin]:
     )
     clock = FakeClock()
     cache = NodeLocalCache(
-        [NODELOCAL, KUBE_DNS],
-        corefile_blocks(
-            ZONE,
-            cluster_dns=lambda: netmap.resolve(KUBE_DNS, 53),
-            node_resolver=lambda: netmap.resolve(internet.ip, 53),
-        ),
-        clock=clock,
+        [NODELOCAL, KUBE_DNS], upstream_servers(), netmap_lookup(netmap, internet.ip), clock=clock
     )
 
     async def start() -> None:
@@ -461,16 +471,72 @@ def placement(node: str, node_ip: str, image: str, pod_ip: str | None = None) ->
     return PodPlacement(pod, node, node_ip, pod_ip or node_ip)
 
 
+def cache_placement(
+    settings: TwinSettings, node: str, node_ip: str, logged: list[str]
+) -> PodPlacement:
+    """A node-local-dns pod as the twin's DaemonSet makes it (args, ConfigMap volume)."""
+    _, daemonset = next(o for o in manifests.nodelocal(settings) if o[0] == "apps/v1/daemonsets")
+    template = daemonset["spec"]["template"]
+    pod = {
+        "metadata": {"namespace": "kube-system", "name": f"node-local-dns-{node}"},
+        "spec": {**template["spec"], "nodeName": node},
+    }
+    return PodPlacement(pod, node, node_ip, node_ip, log=logged.append)
+
+
+class StaticInputs:
+    """The cache's inputs without an API server: the installed Corefile and the upstream
+    Service as the twin creates them (the API-backed reading is tested with a whole twin, in
+    test_kubelet_pods.py). ``change`` plays an edit of the ConfigMap."""
+
+    def __init__(self, corefile: str) -> None:
+        self.text = corefile
+        self._changed: Any = None
+
+    async def upstream(self, service: str) -> UpstreamService | None:
+        return UpstreamService(KUBE_DNS_UPSTREAM, {"k8s-app": "kube-dns"})
+
+    async def corefile(self, source: ConfigSource) -> str | None:
+        assert source == ConfigSource("node-local-dns", "Corefile")
+        return self.text
+
+    def follow(self, changed: Any) -> None:
+        self._changed = changed
+
+    async def change(self, text: str) -> None:
+        self.text = text
+        await self._changed(text)
+
+    async def close(self) -> None:
+        pass
+
+
+@dataclass
+class World:
+    registry: AddonRegistry
+    netmap: Netmap
+    settings: TwinSettings
+    inputs: StaticInputs
+    #: What the cache runtimes wrote to their container log.
+    logged: list[str]
+
+
 @pytest.fixture
-def addon_world(
-    loop: LoopThread, request: pytest.FixtureRequest
-) -> Iterator[tuple[AddonRegistry, Netmap]]:
-    """Registered DNS add-ons and a cluster DNS published as kube-dns (the VPC resolver runs
-    while a runtime does). Settings come from indirect parametrisation (default: healthy)."""
+def addon_world(loop: LoopThread, request: pytest.FixtureRequest) -> Iterator[World]:
+    """Registered DNS add-ons and a cluster DNS published as kube-dns and kube-dns-upstream
+    (the VPC resolver runs while a runtime does). Settings come from indirect parametrisation
+    (default: healthy)."""
     settings = getattr(request, "param", TwinSettings(state_dir="unused"))
+    network = settings.network
     netmap = Netmap()
     registry = AddonRegistry()
-    register_dns_addons(registry, settings, netmap, client_factory=_no_client)
+    installed = installed_corefile(
+        network.cluster_domain, network.nodelocal_ip, network.kube_dns_ip, network.proxy_mode
+    )
+    inputs = StaticInputs(installed)
+    register_dns_addons(
+        registry, settings, netmap, client_factory=_no_client, nodecache_inputs=lambda: inputs
+    )
     records = ClusterRecords()
     records.upsert_service(service("shop", "web", "10.100.3.4", ("http", 80)))
     cluster_dns = ClusterDns(
@@ -479,15 +545,17 @@ def addon_world(
     )
 
     async def start() -> None:
-        netmap.publish(KUBE_DNS, 53, await cluster_dns.start())
+        address = await cluster_dns.start()
+        netmap.publish(KUBE_DNS, 53, address)
+        netmap.publish(KUBE_DNS_UPSTREAM, 53, address)
 
     loop.run(start())
-    yield registry, netmap
+    yield World(registry, netmap, settings, inputs, [])
     loop.run(cluster_dns.stop())
 
 
 def _no_client() -> Any:
-    raise AssertionError("node-local-dns runtimes must not need an API client")
+    raise AssertionError("node-local-dns runtimes read their inputs through nodecache_inputs")
 
 
 def with_settings(**changes: Any) -> Any:
@@ -496,20 +564,18 @@ def with_settings(**changes: Any) -> Any:
     )
 
 
-def run_cache(loop: LoopThread, registry: AddonRegistry, node: str, node_ip: str):
-    factory = registry.factory_for(NODELOCAL_IMAGE)
+def run_cache(loop: LoopThread, world: World, node: str, node_ip: str) -> Any:
+    factory = world.registry.factory_for(NODELOCAL_IMAGE)
     assert factory is not None
-    runtime = factory(placement(node, node_ip, NODELOCAL_IMAGE))
+    runtime = factory(cache_placement(world.settings, node, node_ip, world.logged))
     loop.run(runtime.start())
     return runtime
 
 
-def test_node_cache_runtime_publishes_and_withdraws(
-    loop: LoopThread, addon_world: tuple[AddonRegistry, Netmap]
-) -> None:
-    registry, netmap = addon_world
+def test_node_cache_runtime_publishes_and_withdraws(loop: LoopThread, addon_world: World) -> None:
+    netmap = addon_world.netmap
     kube_dns_global = netmap.resolve(KUBE_DNS, 53)
-    runtime = run_cache(loop, registry, "node-a", "10.0.0.10")
+    runtime = run_cache(loop, addon_world, "node-a", "10.0.0.10")
     local = netmap.resolve(NODELOCAL, 53, "node-a")
     intercepted = netmap.resolve(KUBE_DNS, 53, "node-a")
     assert local is not None
@@ -544,21 +610,19 @@ def test_node_cache_runtime_publishes_and_withdraws(
 
 @with_settings(network=replace(Network(), proxy_mode="ipvs"))
 def test_ipvs_mode_cache_answers_only_the_link_local_address(
-    loop: LoopThread, addon_world: tuple[AddonRegistry, Netmap]
+    loop: LoopThread, addon_world: World
 ) -> None:
-    registry, netmap = addon_world
-    runtime = run_cache(loop, registry, "node-a", "10.0.0.10")
+    netmap = addon_world.netmap
+    runtime = run_cache(loop, addon_world, "node-a", "10.0.0.10")
     assert netmap.resolve(NODELOCAL, 53, "node-a") is not None
     assert netmap.resolve(KUBE_DNS, 53, "node-a") == netmap.resolve(KUBE_DNS, 53)
     loop.run(runtime.stop())
 
 
 @with_settings(faults=frozenset({"dns-bypass-cache"}))
-def test_fault_dns_bypass_cache(
-    loop: LoopThread, addon_world: tuple[AddonRegistry, Netmap]
-) -> None:
-    registry, netmap = addon_world
-    runtime = run_cache(loop, registry, "node-a", "10.0.0.10")
+def test_fault_dns_bypass_cache(loop: LoopThread, addon_world: World) -> None:
+    netmap = addon_world.netmap
+    runtime = run_cache(loop, addon_world, "node-a", "10.0.0.10")
     metrics = netmap.resolve("10.0.0.10", 9253)
     pods_nameserver = netmap.resolve(KUBE_DNS, 53, "node-a")
     assert pods_nameserver == netmap.resolve(KUBE_DNS, 53)  # straight to CoreDNS
@@ -571,9 +635,9 @@ def test_fault_dns_bypass_cache(
 
 
 @with_settings(faults=frozenset({"dns-slow-cache"}))
-def test_fault_dns_slow_cache(loop: LoopThread, addon_world: tuple[AddonRegistry, Netmap]) -> None:
-    registry, netmap = addon_world
-    runtime = run_cache(loop, registry, "node-a", "10.0.0.10")
+def test_fault_dns_slow_cache(loop: LoopThread, addon_world: World) -> None:
+    netmap = addon_world.netmap
+    runtime = run_cache(loop, addon_world, "node-a", "10.0.0.10")
     cache = netmap.resolve(NODELOCAL, 53, "node-a")
     ask(cache, "web.shop.svc.cluster.local")
     started = time.perf_counter()
@@ -596,4 +660,71 @@ def test_fault_dns_slow_cache(loop: LoopThread, addon_world: tuple[AddonRegistry
         return time.perf_counter() - begun
 
     assert asyncio.run(five_at_once()) < 0.9  # delayed, not serialised
+    loop.run(runtime.stop())
+
+
+# -- the cache configured by its Corefile ---------------------------------------------------
+
+
+def test_cache_serves_what_its_corefile_binds_and_says_so_in_its_metrics(
+    loop: LoopThread, addon_world: World
+) -> None:
+    runtime = run_cache(loop, addon_world, "node-a", "10.0.0.10")
+    metrics = scrape(addon_world.netmap.resolve("10.0.0.10", 9253))
+    servers = {
+        dict(labels)["server"]
+        for (name, labels), _ in metrics.items()
+        if name == "coredns_plugin_enabled" and dict(labels)["name"] == "forward"
+    }
+    assert servers == {f"dns://{NODELOCAL}:53", f"dns://{KUBE_DNS}:53"}
+    loop.run(runtime.stop())
+
+
+def test_unparsable_corefile_keeps_the_cache_from_starting(
+    loop: LoopThread, addon_world: World
+) -> None:
+    addon_world.inputs.text = addon_world.inputs.text.replace("forward .", "forwrd .", 1)
+    with pytest.raises(CorefileError, match="Unknown directive 'forwrd'"):
+        run_cache(loop, addon_world, "node-a", "10.0.0.10")
+    assert addon_world.logged[-1].startswith("[FATAL] /etc/Corefile:10 - Error during parsing")
+    assert addon_world.netmap.resolve(NODELOCAL, 53, "node-a") is None
+    assert addon_world.netmap.resolve("10.0.0.10", 9253) is None
+
+
+def test_a_bind_address_left_out_answers_nothing_on_the_node(
+    loop: LoopThread, addon_world: World
+) -> None:
+    addon_world.inputs.text = addon_world.inputs.text.replace(f" {KUBE_DNS}", "")
+    runtime = run_cache(loop, addon_world, "node-a", "10.0.0.10")
+    netmap = addon_world.netmap
+    assert addresses(ask(netmap.resolve(NODELOCAL, 53, "node-a"), "example.com"))
+    silent = netmap.resolve(KUBE_DNS, 53, "node-a")
+    assert silent not in (None, netmap.resolve(KUBE_DNS, 53))
+    with pytest.raises(dns.exception.Timeout):
+        dns.query.udp(
+            dns.message.make_query("example.com", "A"), silent[0], port=silent[1], timeout=0.3
+        )
+    loop.run(runtime.stop())
+
+
+def test_an_edited_corefile_is_reloaded_and_a_broken_edit_is_not(
+    loop: LoopThread, addon_world: World
+) -> None:
+    runtime = run_cache(loop, addon_world, "node-a", "10.0.0.10")
+    netmap, inputs = addon_world.netmap, addon_world.inputs
+    cache = netmap.resolve(KUBE_DNS, 53, "node-a")
+    assert addresses(ask(cache, "web.shop.svc.cluster.local")) == ["10.100.3.4"]
+
+    loop.run(inputs.change(inputs.text.replace("__PILLAR__CLUSTER__DNS__", "10.100.99.99", 1)))
+    assert "[INFO] Reloading" in addon_world.logged
+    cache = netmap.resolve(KUBE_DNS, 53, "node-a")
+    assert ask(cache, "other.shop.svc.cluster.local").rcode() == dns.rcode.SERVFAIL
+    metrics = scrape(netmap.resolve("10.0.0.10", 9253))
+    assert total(metrics, "coredns_proxy_healthcheck_failures_total", to="10.100.99.99:53") == 1
+    assert "10.100.99.99:53" in addon_world.logged[-1]
+    assert total(metrics, "coredns_dns_requests_total") >= 2  # the counters outlive the reload
+
+    loop.run(inputs.change(inputs.text.replace("cache 30", "cache 30 {", 1)))
+    assert addon_world.logged[-1].startswith("[ERROR] Restart failed: /etc/Corefile:")
+    assert netmap.resolve(KUBE_DNS, 53, "node-a") == cache  # the running config stays
     loop.run(runtime.stop())

@@ -20,9 +20,11 @@ import dns.rcode
 import kubernetes
 import pytest
 
+from clustergate.twin import manifests
 from clustergate.twin.addons import COREDNS_IMAGE, NODELOCAL_IMAGE, AddonRegistry, PodPlacement
 from clustergate.twin.apiserver import ApiServer
 from clustergate.twin.dns import register_dns_addons
+from clustergate.twin.dns.corefile import CorefileError
 from clustergate.twin.kubeclient import KubeClient
 from clustergate.twin.kubelet_hub import KubeletHub
 from clustergate.twin.netmap import Netmap
@@ -37,6 +39,7 @@ class Cluster:
     def __init__(self, loop: LoopThread, api: ApiServer, settings: TwinSettings) -> None:
         self.loop = loop
         self.api = api
+        self.settings = settings
         self.netmap = api_netmap = Netmap()
         self.registry = AddonRegistry()
         register_dns_addons(self.registry, settings, api_netmap, self.client)
@@ -49,11 +52,35 @@ class Cluster:
     def client(self) -> KubeClient:
         return KubeClient(self.api.url, self.api.ca_pem_path, self.api.admin_token)
 
-    def run_pod(self, image: str, name: str, node: str, node_ip: str, pod_ip: str) -> Any:
-        pod = {"metadata": {"namespace": "kube-system", "name": name}, "spec": {"nodeName": node}}
+    def install_nodelocal(self) -> None:
+        """The kube-dns Services and the node-local-dns ConfigMap, as the twin installs them."""
+        for path, obj in (
+            *manifests.dns_services(self.settings),
+            *manifests.nodelocal(self.settings),
+        ):
+            if path == "v1/services":
+                self.core.create_namespaced_service("kube-system", obj)
+            elif path == "v1/configmaps":
+                self.core.create_namespaced_config_map("kube-system", obj)
+
+    def run_pod(
+        self, image: str, name: str, node: str, node_ip: str, pod_ip: str, log: Any = None
+    ) -> Any:
+        """An add-on pod as its Deployment or DaemonSet would make it, run on ``node``."""
+        spec: dict[str, Any] = {}
+        labels = {"k8s-app": "kube-dns"} if image == COREDNS_IMAGE else {}
+        if image == NODELOCAL_IMAGE:
+            (daemonset,) = [o for p, o in manifests.nodelocal(self.settings) if "daemon" in p]
+            spec = dict(daemonset["spec"]["template"]["spec"])
+        if image == COREDNS_IMAGE:
+            (deployment,) = [o for p, o in manifests.coredns() if "deployments" in p]
+            spec = dict(deployment["spec"]["template"]["spec"])
+        meta = {"namespace": "kube-system", "name": name, "labels": labels}
+        pod = {"metadata": meta, "spec": {**spec, "nodeName": node}}
         factory = self.registry.factory_for(image)
         assert factory is not None, f"no add-on runtime registered for {image}"
-        runtime = factory(PodPlacement(pod, node, node_ip, pod_ip))
+        placement = PodPlacement(pod, node, node_ip, pod_ip, log=log or (lambda _line: None))
+        runtime = factory(placement)
         self.loop.run(runtime.start())
         return runtime
 
@@ -72,6 +99,8 @@ def cluster(loop: LoopThread, tmp_path: Path) -> Iterator[Cluster]:
     loop.run(api.start())
     cluster = Cluster(loop, api, settings)
     cluster.core.create_namespace({"metadata": {"name": "shop"}})
+    (corefile,) = [o for p, o in manifests.coredns() if p == "v1/configmaps"]
+    cluster.core.create_namespaced_config_map("kube-system", corefile)
     yield cluster
     loop.run(api.stop())
 
@@ -165,6 +194,7 @@ def test_kube_dns_address_follows_running_coredns_pods(cluster: Cluster) -> None
 def test_node_cache_serves_pods_of_its_node_from_coredns(cluster: Cluster) -> None:
     """A pod on node-a asks the kube-dns IP; the node's cache answers from CoreDNS and counts
     it. A pod on node-b (no cache there) reaches CoreDNS directly."""
+    cluster.install_nodelocal()
     coredns = cluster.run_pod(COREDNS_IMAGE, "coredns-a", "node-b", "10.0.0.11", "10.0.128.2")
     cache = cluster.run_pod(NODELOCAL_IMAGE, "node-local-dns-a", "node-a", "10.0.0.10", "10.0.0.10")
     try:
@@ -191,3 +221,99 @@ def test_node_cache_serves_pods_of_its_node_from_coredns(cluster: Cluster) -> No
         cluster.loop.run(coredns.stop())
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"http://{metrics[0]}:{metrics[1]}/metrics", timeout=2)
+
+
+def test_node_cache_reloads_its_configmap_when_an_operator_edits_it(cluster: Cluster) -> None:
+    """The Corefile edited through the API (cluster.local forwarded to an address where nothing
+    answers) reaches the running cache by its watch; put back, it answers again."""
+    cluster.install_nodelocal()
+    logged: list[str] = []
+    coredns = cluster.run_pod(COREDNS_IMAGE, "coredns-a", "node-b", "10.0.0.11", "10.0.128.2")
+    cache = cluster.run_pod(
+        NODELOCAL_IMAGE, "node-local-dns-a", "node-a", "10.0.0.10", "10.0.0.10", logged.append
+    )
+    try:
+        name = "kubernetes.default.svc.cluster.local"
+        on_node_a = cluster.netmap.resolve(KUBE_DNS, 53, "node-a")
+        wait_for(name, lambda: lookup(on_node_a, name)[0], "NOERROR".__eq__)
+        original = cluster.core.read_namespaced_config_map("node-local-dns", "kube-system")
+        corefile = original.data["Corefile"]
+        wrong = corefile.replace("__PILLAR__CLUSTER__DNS__", "10.100.99.99", 1)
+        cluster.core.patch_namespaced_config_map(
+            "node-local-dns", "kube-system", {"data": {"Corefile": wrong}}
+        )
+        on_node_a = wait_for(
+            "the reloaded cache",
+            lambda: cluster.netmap.resolve(KUBE_DNS, 53, "node-a"),
+            on_node_a.__ne__,
+        )
+        assert lookup(on_node_a, "other.default.svc.cluster.local")[0] == "SERVFAIL"
+        assert any("10.100.99.99:53" in line for line in logged), logged
+        cluster.core.patch_namespaced_config_map(
+            "node-local-dns", "kube-system", {"data": {"Corefile": corefile}}
+        )
+        wait_for(
+            "the cache put back",
+            lambda: lookup(
+                cluster.netmap.resolve(KUBE_DNS, 53, "node-a"), "x.default.svc.cluster.local"
+            )[0],
+            "NXDOMAIN".__eq__,
+        )
+    finally:
+        cluster.loop.run(cache.stop())
+        cluster.loop.run(coredns.stop())
+
+
+def ttl_and_rcode(server: tuple[str, int] | None, name: str) -> tuple[str, int]:
+    assert server is not None
+    response = dns.query.udp(
+        dns.message.make_query(name, "A"), server[0], port=server[1], timeout=3
+    )
+    ttls = [rrset.ttl for rrset in response.answer]
+    return dns.rcode.to_text(response.rcode()), max(ttls, default=0)
+
+
+def test_coredns_follows_its_configmap_cache_and_forward(cluster: Cluster) -> None:
+    """The coredns ConfigMap's cache cap and forward target, edited through the API, reach the
+    running pod; a Corefile it cannot parse keeps the next pod from starting, with the error
+    in its log."""
+    logged: list[str] = []
+    runtime = cluster.run_pod(
+        COREDNS_IMAGE, "coredns-a", "node-a", "10.0.0.10", "10.0.128.2", logged.append
+    )
+    server = cluster.netmap.resolve("10.0.128.2", 53)
+    try:
+        rcode, ttl = ttl_and_rcode(server, "sts.us-west-2.amazonaws.com")
+        assert rcode == "NOERROR"
+        assert ttl == 30  # the answer says 60, cache 30 caps it
+        corefile = cluster.core.read_namespaced_config_map("coredns", "kube-system").data
+        shorter = corefile["Corefile"].replace("cache 30", "cache 7")
+        edited = shorter.replace("forward . /etc/resolv.conf", "forward . 10.100.99.99")
+
+        def edit(text: str, reloads: int) -> None:
+            cluster.core.patch_namespaced_config_map(
+                "coredns", "kube-system", {"data": {"Corefile": text}}
+            )
+            wait_for(
+                f"reload {reloads}",
+                lambda: logged,
+                lambda seen: seen.count("[INFO] Reloading") == reloads,
+            )
+
+        edit(shorter, 1)
+        assert ttl_and_rcode(server, "sts.us-west-2.amazonaws.com") == ("NOERROR", 7)
+        edit(edited, 2)
+        assert ttl_and_rcode(server, "example.com") == ("SERVFAIL", 0)
+        broken = edited.replace("forward .", "forwrd .")
+        cluster.core.patch_namespaced_config_map(
+            "coredns", "kube-system", {"data": {"Corefile": broken}}
+        )
+        wait_for("the refused reload", lambda: logged[-1], lambda last: "Restart failed" in last)
+    finally:
+        cluster.loop.run(runtime.stop())
+    with pytest.raises(CorefileError, match="Unknown directive 'forwrd'"):
+        cluster.run_pod(
+            COREDNS_IMAGE, "coredns-b", "node-a", "10.0.0.10", "10.0.128.3", logged.append
+        )
+    assert logged[-1].startswith("[FATAL] /etc/coredns/Corefile:")
+    assert cluster.netmap.resolve("10.0.128.3", 53) is None

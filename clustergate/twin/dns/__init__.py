@@ -10,7 +10,8 @@ from clustergate.twin.dns.cluster_dns import ClusterDns
 from clustergate.twin.dns.cluster_zone import ClusterZone
 from clustergate.twin.dns.feeder import RecordsFeeder
 from clustergate.twin.dns.internet import InternetZone, internet_names
-from clustergate.twin.dns.nodecache import NodeLocalCache, corefile_blocks
+from clustergate.twin.dns.node_cache_app import installed_corefile
+from clustergate.twin.dns.nodecache import NodeLocalCache
 from clustergate.twin.dns.records import ClusterRecords
 
 __all__ = [
@@ -21,7 +22,7 @@ __all__ = [
     "NodeLocalCache",
     "RecordsFeeder",
     "VpcResolver",
-    "corefile_blocks",
+    "installed_corefile",
     "internet_names",
     "register_dns_addons",
     "vpc_resolver_ip",

@@ -4,6 +4,9 @@ Names and labels are CoreDNS 1.11's (the ``metrics`` and ``cache`` plugins), whi
 1.23 is built on. ``server`` is ``dns://<bound address>:53``, one per address the cache binds;
 ``zone`` the server block's zone (``cluster.local.``, ``in-addr.arpa.``, ``ip6.arpa.``, ``.``);
 ``view`` is always empty (no views configured). Each cache has its own registry.
+``coredns_plugin_enabled`` has one series per plugin of every server block and address, so a
+scrape shows what the Corefile made the cache serve; the ``forward`` plugin's
+``coredns_proxy_*`` series carry the upstream (``to``) each query went to.
 """
 
 from __future__ import annotations
@@ -78,6 +81,26 @@ class CoreDnsMetrics:
             "coredns_cache_entries",
             "The number of elements in the cache.",
             ["server", "type", "zones", "view"],
+            registry=r,
+        )
+
+        self.plugin_enabled = Gauge(
+            "coredns_plugin_enabled",
+            "A metric that indicates whether a plugin is enabled on per server and zone basis.",
+            ["server", "zone", "view", "name"],
+            registry=r,
+        )
+        self.proxy_duration = Histogram(
+            "coredns_proxy_request_duration_seconds",
+            "Histogram of the time each request took.",
+            ["proxy_name", "to", "rcode"],
+            buckets=TIME_BUCKETS,
+            registry=r,
+        )
+        self.proxy_healthcheck_failures = Counter(
+            "coredns_proxy_healthcheck_failures_total",
+            "Count of failed health checks per upstream.",
+            ["proxy_name", "to"],
             registry=r,
         )
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+from functools import partial
 from typing import TYPE_CHECKING
 
 from clustergate.twin.addons import PodPlacement
@@ -201,6 +202,7 @@ class PodWorker:
                     node_name=self.kubelet.node_name,
                     node_ip=self.kubelet.spec.node_ip,
                     pod_ip=self.pod_ip,
+                    log=partial(container.write_log, "stderr"),
                 )
             )
             try:

@@ -111,6 +111,12 @@ class Container:
         self.log_files.append(path)
         return path
 
+    def write_log(self, stream: str, text: str) -> None:
+        """One line in the current log file, as containerd writes a process's output."""
+        if self.log_files:
+            with self.log_files[-1].open("a") as handle:
+                handle.write(f"{_cri_time()} {stream} F {text}\n")
+
     async def start_process(
         self, argv: list[str], env: dict[str, str], cwd: Path, logs: Path
     ) -> None:
