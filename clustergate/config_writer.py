@@ -112,7 +112,7 @@ def document(discovery: Discovery, kubeconfig: str, context: str) -> CommentedMa
     irsa = CommentedMap(mappings=_items(sections["irsa"]))
     if not sections["irsa"].items:
         irsa.yaml_add_eol_comment(
-            "no ServiceAccount carries eks.amazonaws.com/role-arn", "mappings"
+            "no ServiceAccount carries eks.amazonaws.com/role-arn", "mappings", column=2
         )
     _before_first(irsa, sections["irsa"].notes)
     config["irsa"] = irsa
@@ -123,7 +123,7 @@ def document(discovery: Discovery, kubeconfig: str, context: str) -> CommentedMa
     config.yaml_set_comment_before_after_key("dns", before="\n" + empty_dns)
     config["node_groups"] = _items(sections["node_groups"])
     if not sections["node_groups"].items:
-        config.yaml_add_eol_comment("eks:ListNodegroups lists none", "node_groups")
+        config.yaml_add_eol_comment("eks:ListNodegroups lists none", "node_groups", column=2)
     config.yaml_set_comment_before_after_key("node_groups", before="\n")
     config["autoscaler"] = _mapping(sections["autoscaler"])
     config.yaml_set_comment_before_after_key("autoscaler", before="\n")

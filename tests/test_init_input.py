@@ -7,9 +7,11 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
+import yaml
 
 from clustergate.cli import main
 from clustergate.config import parse_config
+from clustergate.config_writer import render
 from clustergate.discover.cluster import Discovery
 from clustergate.discover.cutover import Candidate
 from clustergate.discover.dns import corefile_binds, local_ips
@@ -162,3 +164,19 @@ def test_a_weight_driver_the_account_no_longer_has_is_drift() -> None:
 def test_clustergate_is_a_console_script() -> None:
     (script,) = entry_points(group="console_scripts", name="clustergate")
     assert script.load() is main
+
+
+def test_a_cluster_with_nothing_to_find_still_gets_a_valid_commented_config() -> None:
+    discovery = _discovery()
+    discovery.sections["dns"] = Section(notes=["No DaemonSet kube-system/node-local-dns: ..."])
+    discovery.sections["irsa"] = Section(notes=["Add to each mapping ..."])
+    discovery.sections["node_groups"] = Section()
+    discovery.candidates = []
+    text = render(discovery, "/home/me/.kube/config", "prod")
+    config = parse_config(yaml.safe_load(text))
+    assert config.irsa.mappings == ()
+    assert config.node_groups == ()
+    assert "# No DaemonSet kube-system/node-local-dns" in text
+    assert "mappings: [] # no ServiceAccount carries eks.amazonaws.com/role-arn" in text
+    assert "node_groups: [] # eks:ListNodegroups lists none" in text
+    assert "# No ALB listener forwards by weight" in text
