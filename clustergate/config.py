@@ -85,7 +85,8 @@ class DnsSection(Strict):
     sample_per_group_zone: int = Field(default=0, ge=0)
     queries_per_name: int = Field(default=20, ge=1)
     external_names: tuple[str, ...] = ("amazonaws.com",)
-    slo: DnsSlo = DnsSlo()
+    #: Your latency objective; none set means the latency check skips (it cannot be discovered).
+    slo: DnsSlo | None = None
     #: Longest tolerated resolution gap while a node's cache pod restarts.
     restart_gap_max_s: Seconds = 2.0
 

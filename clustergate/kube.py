@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import urllib3
+import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -113,7 +114,7 @@ def connect(kubeconfig: str | None, context: str | None, timeout_s: float = 15) 
         )
     try:
         contexts, current = config.list_kube_config_contexts(config_file=path)
-    except (ConfigException, OSError, ValueError) as error:
+    except (ConfigException, OSError, ValueError, yaml.YAMLError) as error:
         raise ClusterAccessError(f"kubeconfig {path} cannot be read: {error}") from None
     names = [item["name"] for item in contexts]
     chosen = context or (current or {}).get("name")

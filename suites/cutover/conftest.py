@@ -12,7 +12,7 @@ from clustergate.weights import Weights, weights_for
 @pytest.fixture(scope="session")
 def cutover(cluster_config: ClusterConfig) -> CutoverSection:
     if cluster_config.cutover is None:
-        pytest.skip("the cluster config has no cutover section: no endpoint to shift traffic on")
+        pytest.skip("cutover is not set in the cluster config: no endpoint to shift traffic on")
     return cluster_config.cutover
 
 

@@ -215,6 +215,8 @@ def test_latency_meets_the_slo_on_every_probed_node(
     cluster_config: ClusterConfig, probed: list[NodeReport], measure: Recorder
 ) -> None:
     slo = cluster_config.dns.slo
+    if slo is None:
+        pytest.skip("dns.slo is not set in the cluster config: no latency objective to hold")
     problems = []
     for report in probed:
         unprobed = _unprobed(report)

@@ -245,7 +245,7 @@ def test_configured_calls_are_allowed_and_denied(
 ) -> None:
     checked = [m for m in mappings if m.must_allow or m.must_deny]
     if not checked:
-        pytest.skip("no mapping lists must_allow or must_deny calls")
+        pytest.skip("no irsa.mappings[] entry lists must_allow or must_deny calls")
     reports = []
     for mapping in checked:
         label = irsa.mapping_label(mapping)
