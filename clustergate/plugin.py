@@ -1,5 +1,6 @@
 """Target selection and the fixtures every suite shares (options: clustergate/options.py).
 
+Registered by ``clustergate.options`` (the ``pytest11`` entry point) in a clustergate run only.
 This file is the only place that chooses a target (DESIGN.md). ``--target twin`` starts the local
 twin through its command line, once per run on the process that owns the run (the xdist
 controller), and from then on uses exactly what a live run uses: the kubeconfig, the AWS
@@ -35,7 +36,6 @@ from clustergate.results import Recorder, SummaryWriter
 from clustergate.selection import INCLUDED_IN, disruption_allowed, selected_suites
 from clustergate.turns import Turns, remove_turns
 
-ROOT = Path(__file__).parent
 TARGET_ENV = "CLUSTERGATE_TARGET"
 
 
