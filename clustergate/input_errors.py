@@ -50,11 +50,13 @@ def _type_name(value: object) -> str:
     )
 
 
-def missing_kubeconfig(path: str) -> str:
-    return (
-        f"kubeconfig {path} does not exist: pass --kubeconfig, set KUBECONFIG, or run "
-        "`aws eks update-kubeconfig --name <cluster>`"
-    )
+def unreadable_kubeconfig(path: str, error: OSError) -> str:
+    if isinstance(error, FileNotFoundError):
+        return (
+            f"kubeconfig {path} does not exist: pass --kubeconfig, set KUBECONFIG, or run "
+            "`aws eks update-kubeconfig --name <cluster>`"
+        )
+    return f"kubeconfig {path} cannot be read: {error.strerror or error}. Pass a readable file"
 
 
 def kubeconfig_document(path: str, text: str) -> Mapping[str, Any]:

@@ -111,12 +111,12 @@ def connect(kubeconfig: str | None, context: str | None, timeout_s: float = 15) 
     path = kubeconfig or _default_kubeconfig()
     try:
         text = Path(path).read_text()
-    except OSError:
-        raise ClusterAccessError(input_errors.missing_kubeconfig(path)) from None
+    except OSError as error:
+        raise ClusterAccessError(input_errors.unreadable_kubeconfig(path, error)) from None
     try:
         data = input_errors.kubeconfig_document(path, text)
         chosen = input_errors.chosen_context(path, data, context)
-    except input_errors.InputError as error:
+    except InputError as error:
         raise ClusterAccessError(str(error)) from None
     configuration = client.Configuration()
     exec_failures = _ClientErrors()

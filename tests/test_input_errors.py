@@ -50,6 +50,23 @@ def test_a_file_that_is_not_a_kubeconfig_is_told_why(text: str, expected: str) -
     assert "aws eks update-kubeconfig" in str(raised.value) or "each entry is" in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (
+            FileNotFoundError(2, "No such file or directory"),
+            f"kubeconfig {KC} does not exist: pass",
+        ),
+        (
+            IsADirectoryError(21, "Is a directory"),
+            f"kubeconfig {KC} cannot be read: Is a directory",
+        ),
+    ],
+)
+def test_a_kubeconfig_that_cannot_be_read_is_told_why(error: OSError, expected: str) -> None:
+    assert input_errors.unreadable_kubeconfig(KC, error).startswith(expected)
+
+
 def test_a_kubeconfig_is_read_as_its_document() -> None:
     assert input_errors.kubeconfig_document(KC, "contexts: []\n") == {"contexts": []}
 

@@ -82,6 +82,21 @@ def test_a_pytest_run_that_is_not_clustergates_has_none_of_its_fixtures(tmp_path
     assert "fixture 'cluster' not found" in ran.stdout, ran.stdout
 
 
+def test_pytest_main_from_python_is_asked_for_the_joined_spelling(tmp_path: Path) -> None:
+    # No command line to start again: pytest.main() was called with the list it was given.
+    called = "import pytest; raise SystemExit(pytest.main(['--kubeconfig', 'k', '--co']))"
+    ran = subprocess.run(
+        [sys.executable, "-c", called],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == 4, ran.stdout + ran.stderr
+    assert "write --kubeconfig=VALUE (with '=') when calling pytest.main()" in ran.stderr
+
+
 def _as_typed(twin: RunningTwin, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """pytest as a person types it: no -c, no --rootdir, every value after a space."""
     return subprocess.run(
