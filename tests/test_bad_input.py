@@ -14,9 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import yaml
 
+from clustergate import preflight
 from tests.conftest import ROOT, RunningTwin
 
 EXAMPLE_CONFIG = ROOT / "examples" / "cluster.eks.yaml"
@@ -224,3 +226,17 @@ def test_a_token_without_the_permissions_is_told_once_naming_each_missing_verb(
         "Apply deploy/rbac.yaml",
     )
     assert "list pods (core)" not in ran.stdout + ran.stderr
+
+
+def test_aws_credentials_of_the_configured_account_pass_the_preflight(
+    twin: RunningTwin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in twin.env.items():
+        monkeypatch.setenv(name, value)
+    session = boto3.Session(region_name=twin.env["AWS_REGION"])
+    caller = session.client("sts").get_caller_identity()
+    account = caller["Account"]
+    assert preflight.check_aws(session, None, account, "cluster.yaml") == caller["Arn"]
+    assert preflight.check_aws(session, None, None, "cluster.yaml") == caller["Arn"]
+    with pytest.raises(preflight.PreflightError, match=f"are for account {account} "):
+        preflight.check_aws(session, None, "111122223333", "cluster.yaml")
