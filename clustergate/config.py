@@ -13,13 +13,15 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from clustergate.input_errors import InputError
+
 Seconds = Annotated[float, Field(gt=0)]
 Milliseconds = Annotated[float, Field(gt=0)]
 Share = Annotated[float, Field(ge=0, le=1)]
 ROLE_ARN_PREFIX = "arn:aws:iam::"
 
 
-class ConfigError(Exception):
+class ConfigError(InputError):
     """A config file that cannot be used; the message names the file, key and problem."""
 
 
@@ -32,6 +34,8 @@ class ClusterSection(Strict):
     region: str
     #: Control-plane minor version the run expects, e.g. "1.31"; read from the API when absent.
     kubernetes_version: str | None = None
+    #: The AWS account the run's credentials must be in; not checked when absent.
+    account_id: Annotated[str, Field(pattern=r"^\d{12}$")] | None = None
 
 
 class ProbeSection(Strict):
@@ -264,6 +268,7 @@ def _describe(error: ValidationError, source: str) -> str:
         elif item["type"] == "missing":
             message = "required key is missing"
         lines.append(f"  {key}: {message}")
+    lines.append("examples/cluster.eks.yaml documents every key.")
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ context, an unreachable server, rejected credentials, a missing permission) beco
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,9 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+
+from clustergate import input_errors
+from clustergate.input_errors import InputError
 
 #: Objects per page of a cluster-wide list, as kubectl and client-go's pager ask for.
 PAGE_SIZE = 500
@@ -72,7 +75,7 @@ def api_retry() -> ApiRetry:
     )
 
 
-class ClusterAccessError(Exception):
+class ClusterAccessError(InputError):
     """The cluster cannot be used as given; the message says why and what to check."""
 
 
@@ -107,35 +110,52 @@ class Cluster:
 def connect(kubeconfig: str | None, context: str | None, timeout_s: float = 15) -> Cluster:
     """Build a client from ``kubeconfig`` (or $KUBECONFIG / ~/.kube/config) and ``context``."""
     path = kubeconfig or _default_kubeconfig()
-    if not Path(path).is_file():
-        raise ClusterAccessError(
-            f"kubeconfig {path} does not exist; pass --kubeconfig, set KUBECONFIG, or run "
-            "`aws eks update-kubeconfig --name <cluster>`"
-        )
     try:
-        contexts, current = config.list_kube_config_contexts(config_file=path)
-    except (ConfigException, OSError, ValueError, yaml.YAMLError) as error:
-        raise ClusterAccessError(f"kubeconfig {path} cannot be read: {error}") from None
-    names = [item["name"] for item in contexts]
-    chosen = context or (current or {}).get("name")
-    if chosen not in names:
-        wanted = f"context {chosen!r}" if chosen else "a current context"
-        raise ClusterAccessError(
-            f"kubeconfig {path} has no {wanted}; its contexts are: {', '.join(names) or 'none'}"
-        )
+        text = Path(path).read_text()
+    except OSError as error:
+        raise ClusterAccessError(input_errors.unreadable_kubeconfig(path, error)) from None
+    try:
+        data = input_errors.kubeconfig_document(path, text)
+        chosen = input_errors.chosen_context(path, data, context)
+    except InputError as error:
+        raise ClusterAccessError(str(error)) from None
     configuration = client.Configuration()
+    exec_failures = _ClientErrors()
+    root = logging.getLogger()
+    root.addFilter(exec_failures)
     try:
         config.load_kube_config(
             config_file=path, context=chosen, client_configuration=configuration
         )
-    except (ConfigException, OSError, ValueError) as error:
-        raise ClusterAccessError(f"context {chosen!r} in {path} cannot be used: {error}") from None
+    except (ConfigException, OSError, ValueError, TypeError, KeyError) as error:
+        raise ClusterAccessError(input_errors.unusable_context(path, data, chosen, error)) from None
+    finally:
+        root.removeFilter(exec_failures)
+    if exec_failures.messages:
+        raise ClusterAccessError(
+            input_errors.failed_exec_plugin(path, data, chosen, exec_failures.messages[0])
+        )
     configuration.retries = api_retry()
     api = client.ApiClient(configuration)
     api.rest_client.pool_manager.connection_pool_kw["timeout"] = urllib3.Timeout(
         connect=timeout_s, read=max(timeout_s, 60)
     )
     return Cluster(api=api, server=configuration.host, context=chosen, kubeconfig=path)
+
+
+class _ClientErrors(logging.Filter):
+    """The errors the kubernetes client logs instead of raising while it loads a kubeconfig
+    (a failed exec credential plugin): kept to be raised, not printed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.module == "kube_config" and record.levelno >= logging.ERROR:
+            self.messages.append(record.getMessage())
+            return False
+        return True
 
 
 def list_all(list_fn: Callable[..., Any], page_size: int = PAGE_SIZE, **kwargs: Any) -> list[Any]:
@@ -171,7 +191,7 @@ def _default_kubeconfig() -> str:
 def explain_api_error(error: BaseException, server: str, doing: str) -> str:
     """One sentence for a failed request: what was being done and why it failed."""
     if isinstance(error, ApiException):
-        reason = _status_message(error)
+        reason = input_errors.status_message(error)
         if error.status == 401:
             return (
                 f"{server} rejected the credentials while {doing} (401 Unauthorized): the "
@@ -185,20 +205,6 @@ def explain_api_error(error: BaseException, server: str, doing: str) -> str:
     if isinstance(error, urllib3.exceptions.SSLError):
         return f"TLS to {server} failed while {doing}: {error}; check the kubeconfig's CA data"
     if isinstance(error, (urllib3.exceptions.HTTPError, OSError)):
-        return f"cannot reach the API server at {server} while {doing}: {_root_cause(error)}"
+        cause = input_errors.root_cause(error)
+        return f"cannot reach the API server at {server} while {doing}: {cause}"
     return f"{doing} failed at {server}: {error}"
-
-
-def _status_message(error: ApiException) -> str:
-    try:
-        return str(json.loads(error.body or "{}").get("message") or error.reason)
-    except (ValueError, AttributeError):
-        return str(error.reason)
-
-
-def _root_cause(error: BaseException) -> str:
-    text = str(error)
-    for marker in ("Connection refused", "timed out", "Name or service not known"):
-        if marker in text:
-            return marker.lower()
-    return text

@@ -16,7 +16,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from clustergate.kube import Cluster, explain_api_error
+from clustergate import input_errors
+from clustergate.kube import Cluster
 
 SUITES = ("irsa", "dns", "autoscaler", "drain", "upgrade", "cutover")
 #: Suites that call AWS APIs (IAM, STS, EKS, Auto Scaling, ELBv2, Route 53).
@@ -88,7 +89,7 @@ SWEEP = [
 ]
 
 
-class PreflightError(Exception):
+class PreflightError(input_errors.InputError):
     """The run cannot start; the message lists every problem found."""
 
 
@@ -110,9 +111,7 @@ def check_cluster(cluster: Cluster, permissions: list[Permission]) -> str:
     try:
         info = cluster.version().get_code(_request_timeout=15)
     except Exception as error:
-        raise PreflightError(
-            explain_api_error(error, cluster.server, "asking for the version")
-        ) from None
+        raise PreflightError(_unusable(cluster, error)) from None
     missing = []
     authorization = cluster.authorization()
     for permission in permissions:
@@ -129,9 +128,7 @@ def check_cluster(cluster: Cluster, permissions: list[Permission]) -> str:
         try:
             answer = authorization.create_self_subject_access_review(review, _request_timeout=15)
         except ApiException as error:
-            raise PreflightError(
-                explain_api_error(error, cluster.server, "checking permissions")
-            ) from None
+            raise PreflightError(_unusable(cluster, error)) from None
         if not answer.status.allowed:
             missing.append(permission.describe())
     if missing:
@@ -144,18 +141,25 @@ def check_cluster(cluster: Cluster, permissions: list[Permission]) -> str:
     return str(info.git_version)
 
 
-def check_aws(session: boto3.Session, endpoint_url: str | None) -> str:
-    """Return the caller ARN, or raise naming why no identity resolves."""
+def _unusable(cluster: Cluster, error: BaseException) -> str:
+    return input_errors.unusable_server(error, cluster.server, cluster.context, cluster.kubeconfig)
+
+
+def check_aws(
+    session: boto3.Session,
+    endpoint_url: str | None,
+    account_id: str | None = None,
+    config: str = "the cluster config",
+) -> str:
+    """Return the caller ARN, or raise naming why no identity resolves, or why it is not one of
+    ``account_id`` (the account ``config`` names)."""
     try:
         sts = session.client("sts", endpoint_url=endpoint_url)
-        return str(sts.get_caller_identity()["Arn"])
-    except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "?")
+        caller = sts.get_caller_identity()
+    except (BotoCoreError, ClientError) as error:
+        raise PreflightError(input_errors.unusable_aws(error)) from None
+    if account_id and caller["Account"] != account_id:
         raise PreflightError(
-            f"AWS rejected the credentials ({code}): {error}; check AWS_PROFILE and the "
-            "credential chain"
-        ) from None
-    except BotoCoreError as error:
-        raise PreflightError(
-            f"no AWS identity resolves: {error}; set AWS_PROFILE or AWS credentials"
-        ) from None
+            input_errors.wrong_account(caller["Arn"], caller["Account"], account_id, config)
+        )
+    return str(caller["Arn"])

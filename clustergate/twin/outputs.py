@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from clustergate.twin.settings import TwinSettings
+from clustergate.twin.settings import ACCOUNT_ID, TwinSettings
 
 CONTEXT = "clustergate-twin"
 VIEWER_CONTEXT = "clustergate-twin-viewer"
@@ -63,6 +63,7 @@ def cluster_config(settings: TwinSettings, facts: dict[str, Any]) -> dict[str, A
             "name": settings.network.cluster_name,
             "region": settings.network.region,
             "kubernetes_version": settings.network.kubernetes_version,
+            "account_id": ACCOUNT_ID,
         },
         "probe": {"image": facts["probe_image"]},
         "irsa": {

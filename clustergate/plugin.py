@@ -1,5 +1,6 @@
 """Target selection and the fixtures every suite shares (options: clustergate/options.py).
 
+Registered by ``clustergate.options`` (the ``pytest11`` entry point) in a clustergate run only.
 This file is the only place that chooses a target (DESIGN.md). ``--target twin`` starts the local
 twin through its command line, once per run on the process that owns the run (the xdist
 controller), and from then on uses exactly what a live run uses: the kubeconfig, the AWS
@@ -24,10 +25,11 @@ import boto3
 import pytest
 
 from clustergate import evidence, preflight, runctx
-from clustergate.config import ClusterConfig, ConfigError, load_config
+from clustergate.config import ClusterConfig, load_config
 from clustergate.cutover import restore_recorded_weight
 from clustergate.failure_evidence import EvidenceWriter, FailureDiagnostics
-from clustergate.kube import Cluster, ClusterAccessError, connect, list_all
+from clustergate.input_errors import InputError
+from clustergate.kube import Cluster, connect, list_all
 from clustergate.lease import disruption_lease
 from clustergate.redact import Redactor, known_secrets
 from clustergate.report.history import settings_from_config
@@ -35,7 +37,6 @@ from clustergate.results import Recorder, SummaryWriter
 from clustergate.selection import INCLUDED_IN, disruption_allowed, selected_suites
 from clustergate.turns import Turns, remove_turns
 
-ROOT = Path(__file__).parent
 TARGET_ENV = "CLUSTERGATE_TARGET"
 
 
@@ -152,8 +153,8 @@ def _connect(config: pytest.Config) -> tuple[Cluster, ClusterConfig]:
         cluster = connect(
             target.kubeconfig, target.context, timeout_s=cluster_config.timeouts.preflight_s
         )
-    except (ConfigError, ClusterAccessError) as error:
-        pytest.exit(str(error), returncode=pytest.ExitCode.USAGE_ERROR)
+    except InputError as error:
+        raise pytest.UsageError(str(error)) from None
     return cluster, cluster_config
 
 
@@ -178,10 +179,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         caller = ""
         if preflight.AWS_SUITES.intersection(suites) or config.getoption("sweep"):
             caller = preflight.check_aws(
-                boto3.Session(region_name=cluster_config.cluster.region), None
+                boto3.Session(region_name=cluster_config.cluster.region),
+                None,
+                cluster_config.cluster.account_id,
+                target.config,
             )
-    except preflight.PreflightError as error:
-        pytest.exit(f"preflight failed: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
+    except InputError as error:
+        raise pytest.UsageError(f"preflight failed: {error}") from None
     if config.getoption("sweep"):
         older_than = config.getoption("sweep_older_than")
         if older_than is None:
