@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from kubernetes import client
 
+from clustergate import progress
 from clustergate.kube import connect
 from clustergate.lease import LEASE_NAME, LEASE_NAMESPACE, ClusterBusy, disruption_lease
 from clustergate.wait import WaitTimeout, poll_until, wait_for_objects
@@ -97,6 +98,24 @@ def test_a_timeout_says_what_was_awaited_and_what_was_last_seen(cluster) -> None
     message = str(caught.value)
     assert message.startswith("timed out after 2s waiting for configmap default/never to appear")
     assert "last seen: 0 configmap(s) named never" in message
+
+
+def test_a_watch_on_objects_that_do_not_change_still_says_what_it_sees(cluster) -> None:
+    """No event arrives; each watch request ends when a progress line is due, and says it."""
+    core, lines = cluster.core(), []
+    with progress.sink(lines.append), pytest.raises(WaitTimeout):
+        wait_for_objects(
+            core.list_namespaced_config_map,
+            lambda maps: bool(maps),
+            what="configmap default/never to appear",
+            timeout_s=3.5,
+            describe=lambda maps: f"{len(maps)} configmap(s) named never",
+            progress_every_s=1,
+            namespace="default",
+            field_selector="metadata.name=never",
+        )
+    assert len(lines) >= 2, lines
+    assert lines[0].startswith("waiting for configmap default/never to appear: 0 configmap(s)")
 
 
 def test_a_bounded_poll_gives_up_at_its_deadline_with_the_last_value() -> None:
