@@ -35,6 +35,8 @@ from typing import Any
 
 import pytest
 
+from clustergate import flaky
+
 log = logging.getLogger("clustergate.progress")
 
 #: A long wait says what it sees at least this often (seconds).
@@ -100,13 +102,15 @@ def check_line(nodeid: str, outcome: str | None = None, duration_s: float = 0.0)
 
 
 def _outcome(reports: list[pytest.TestReport]) -> str:
-    """One word for a check from its phase reports, as the summary counts it."""
+    """A check's outcome from its phase reports, as the summary counts it, with its retries."""
+    retries = sum(report.outcome == flaky.RERUN for report in reports)  # type: ignore[comparison-overlap]
+    after = f" after {retries} retr{'y' if retries == 1 else 'ies'}" if retries else ""
     for report in reports:
         if report.failed:
-            return "failed" if report.when == "call" else "error"
+            return ("failed" if report.when == "call" else "error") + after
     if any(report.skipped for report in reports):
-        return "skipped"
-    return "passed"
+        return "skipped" + after
+    return "passed" + after
 
 
 class _Terminal:
