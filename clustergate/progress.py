@@ -36,6 +36,7 @@ from typing import Any
 import pytest
 
 from clustergate import flaky
+from clustergate.jsonl import JsonLinesFollower
 
 log = logging.getLogger("clustergate.progress")
 
@@ -232,7 +233,7 @@ class _Follower:
         self.folder = folder
         self.write = write
         self.every_s = every_s
-        self.offsets: dict[Path, int] = {}
+        self._lines = JsonLinesFollower(folder)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="clustergate-progress", daemon=True)
@@ -247,16 +248,9 @@ class _Follower:
             self._read()
 
     def _read(self) -> None:
-        for path in sorted(self.folder.glob("*.jsonl")):
-            with path.open("rb") as lines:
-                lines.seek(self.offsets.get(path, 0))
-                data = lines.read()
-            complete = data[: data.rfind(b"\n") + 1]
-            self.offsets[path] = self.offsets.get(path, 0) + len(complete)
-            for raw in complete.splitlines():
-                said = json.loads(raw)
-                where = f" ({said['check']})" if said["check"] else ""
-                self.write(f"{PREFIX} [{path.stem}] {said['line']}{where}")
+        for path, said in self._lines.new_lines():
+            where = f" ({said['check']})" if said["check"] else ""
+            self.write(f"{PREFIX} [{path.stem}] {said['line']}{where}")
 
     def stop(self) -> None:
         self._stop.set()

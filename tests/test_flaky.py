@@ -9,10 +9,9 @@ attempts file counts how often each check really ran.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from subprocess import CompletedProcess
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ import pytest
 from clustergate import flaky
 from clustergate.report.history import HistorySettings, archive
 from clustergate.report.render import write_report
+from tests.inner_pytest import run_pytest
 
 CONFTEST = """
 from pathlib import Path
@@ -85,29 +85,11 @@ def test_noisy_in_a_module_fixture(shared):
 '''
 
 
-def run(
-    tmp_path: Path, *args: str, checks: str = CHECKS
-) -> tuple[subprocess.CompletedProcess, dict]:
+def run(tmp_path: Path, *args: str, checks: str = CHECKS) -> tuple[CompletedProcess, dict]:
     (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -p clustergate.flaky\n")
     (tmp_path / "conftest.py").write_text(CONFTEST)
     (tmp_path / "test_checks.py").write_text(checks)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-rA",
-            "--junitxml=reports/junit.xml",
-            *args,
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_pytest(tmp_path, "-rA", "--junitxml=reports/junit.xml", *args)
     summary_path = tmp_path / "reports" / "summary.json"
     assert summary_path.exists(), result.stdout + result.stderr
     checks_by_name = {
@@ -211,14 +193,7 @@ def test_a_malformed_marker_is_one_usage_error_naming_the_check(
     (tmp_path / "test_bad.py").write_text(
         f"import pytest\n\n\n{marker}\ndef test_bad():\n    pass\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_pytest(tmp_path)
     assert result.returncode == 4, result.stdout + result.stderr
     assert f"test_bad.py::test_bad: {flaky.USAGE}" in result.stderr
     assert "Traceback" not in result.stderr

@@ -9,8 +9,6 @@ a folder of their own, and once more with the suites' own configuration against 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ import pytest
 from clustergate import eks_upgrade, progress
 from clustergate.wait import WaitTimeout, poll_until
 from tests.conftest import ROOT, RunningTwin
+from tests.inner_pytest import run_pytest
 
 
 class FakeClock:
@@ -141,14 +140,7 @@ def test_fails():
 def run_checks(tmp_path: Path, *args: str) -> str:
     (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -p clustergate.progress\n")
     (tmp_path / "test_checks.py").write_text(CHECKS)
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_pytest(tmp_path, *args)
     assert result.returncode == 1, result.stdout + result.stderr
     return result.stdout
 
