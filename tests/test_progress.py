@@ -180,7 +180,7 @@ def test_the_suites_say_when_each_check_starts_and_ends_under_xdist(twin: Runnin
         "suites/dns/test_dns_nodelocal.py::test_cache_runs_ready_on_every_node",
         "suites/dns/test_dns_nodelocal.py::test_kube_dns_upstream_service_selects_kube_dns",
     ]
-    result = twin.pytest("-n", "2", "-p", "no:randomly", *checks, timeout=300)
+    result = twin.pytest("-n", "2", *checks, timeout=300)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     for check in checks:
         assert f"clustergate: start {check}" in result.stdout, result.stdout
