@@ -86,7 +86,9 @@ def test_noisy_in_a_module_fixture(shared):
 
 
 def run(tmp_path: Path, *args: str, checks: str = CHECKS) -> tuple[CompletedProcess, dict]:
-    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -p clustergate.flaky\n")
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\naddopts = -p clustergate.flaky --strict-markers\n"
+    )
     (tmp_path / "conftest.py").write_text(CONFTEST)
     (tmp_path / "test_checks.py").write_text(checks)
     result = run_pytest(tmp_path, "-rA", "--junitxml=reports/junit.xml", *args)
@@ -189,7 +191,9 @@ def test_every_check_is_once_in_the_junit_xml(ran) -> None:
 def test_a_malformed_marker_is_one_usage_error_naming_the_check(
     tmp_path: Path, marker: str
 ) -> None:
-    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -p clustergate.flaky\n")
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\naddopts = -p clustergate.flaky --strict-markers\n"
+    )
     (tmp_path / "test_bad.py").write_text(
         f"import pytest\n\n\n{marker}\ndef test_bad():\n    pass\n"
     )
