@@ -11,6 +11,7 @@ node ids involved (``PodEvictionFailure``, ``NodeCreationFailure``, ...).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,16 +108,32 @@ def describe_errors(update: dict[str, Any]) -> str:
     return "; ".join(lines) or "no errors reported"
 
 
+def replaced(old: set[str], now: Iterable[str]) -> str:
+    """How far a roll has got: ``3/6 nodes replaced`` (old nodes no longer in the group)."""
+    return f"{len(old - set(now))}/{len(old)} nodes replaced"
+
+
 def follow_update(
-    eks: Any, cluster: str, nodegroup: str, update_id: str, timeout_s: float
+    eks: Any,
+    cluster: str,
+    nodegroup: str,
+    update_id: str,
+    timeout_s: float,
+    nodes_now: Callable[[], str] | None = None,
 ) -> dict[str, Any]:
-    """Poll describe_update until the update ends (any terminal status) or the deadline."""
+    """Poll describe_update until the update ends (any terminal status) or the deadline.
+    ``nodes_now`` says how far the roll has got, for the wait's progress lines."""
+
+    def describe(update: dict[str, Any]) -> str:
+        nodes = f"{nodes_now()}; " if nodes_now else ""
+        return f"{nodes}status {update['status']}; {describe_errors(update)}"
+
     return poll_until(
         lambda: describe_update(eks, cluster, nodegroup, update_id),
         lambda update: update["status"] in TERMINAL,
-        what=f"node-group update {update_id} of {nodegroup} to end",
+        what=f"node group {nodegroup} update {update_id} to end",
         timeout_s=timeout_s,
-        describe=lambda update: f"status {update['status']}; {describe_errors(update)}",
+        describe=describe,
         interval_s=_POLL_S,
         progress_every_s=30,
     )

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from clustergate import flaky
 from clustergate.diagnostics import DEFAULT_LIMITS, Limits, collect
 from clustergate.evidence import write_bundle
 from clustergate.redact import Redactor
@@ -47,7 +48,9 @@ class FailureDiagnostics:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Iterator[None]:
         report: pytest.TestReport = yield  # type: ignore[misc]
-        if not report.failed or item.stash.get(_DIAGNOSED, False):
+        # A failed attempt of a flaky check that will be retried is not the check's failure.
+        retried = getattr(report, flaky.RETRY, None)
+        if not report.failed or retried or item.stash.get(_DIAGNOSED, False):
             return report  # type: ignore[return-value]
         item.stash[_DIAGNOSED] = True
         run = self.run_of(item)

@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clustergate.jsonl import JsonLinesFollower
+
 #: The locustfile of this repository.
 LOCUSTFILE = Path(__file__).resolve().parents[1] / "load" / "locustfile.py"
 #: Time allowed for Locust to start (and workers to connect) before the phase's own duration.
@@ -90,29 +92,21 @@ class RequestLogReader:
     """Follows every ``*.jsonl`` file of a directory, returning only complete lines."""
 
     def __init__(self, directory: Path) -> None:
-        self._directory = directory
-        self._offsets: dict[Path, int] = {}
+        self._follower = JsonLinesFollower(directory)
         self.records: list[RequestRecord] = []
 
     def read_new(self) -> int:
         before = len(self.records)
-        for path in sorted(self._directory.glob("*.jsonl")):
-            with path.open("rb") as log:
-                log.seek(self._offsets.get(path, 0))
-                chunk = log.read()
-            complete = chunk[: chunk.rfind(b"\n") + 1]
-            self._offsets[path] = self._offsets.get(path, 0) + len(complete)
-            for line in complete.splitlines():
-                raw = json.loads(line)
-                self.records.append(
-                    RequestRecord(
-                        float(raw["t"]),
-                        raw["backend"],
-                        int(raw["status"]),
-                        float(raw["latency_ms"]),
-                        raw["error"],
-                    )
+        for _, raw in self._follower.new_lines():
+            self.records.append(
+                RequestRecord(
+                    float(raw["t"]),
+                    raw["backend"],
+                    int(raw["status"]),
+                    float(raw["latency_ms"]),
+                    raw["error"],
                 )
+            )
         return len(self.records) - before
 
 

@@ -6,7 +6,8 @@ pytest parses the command line, whichever directory the run starts from and what
 sits there. It stays light and inert in runs that are not clustergate's; in one that is (the ini
 says ``clustergate = true``, as the checkout's pytest.ini does, or ``--target``, ``--kubeconfig``,
 ``--context``, ``--config`` or ``--sweep`` is given) it registers ``clustergate.plugin``, which
-chooses the target and provides the fixtures. ``-p no:clustergate`` leaves it all out.
+chooses the target and provides the fixtures, with the progress lines (``clustergate.progress``)
+and the flaky marker (``clustergate.flaky``). ``-p no:clustergate`` leaves it all out.
 
 ``--kubeconfig PATH`` works as ``--kubeconfig=PATH`` does. pytest chooses its rootdir and ini
 file from the command line's free arguments before it loads any plugin, so it takes PATH for a
@@ -96,9 +97,16 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if not active(config):
         return
-    from clustergate import plugin  # Kubernetes and AWS load only in a clustergate run.
+    # Kubernetes and AWS load only in a clustergate run.
+    from clustergate import flaky, plugin, progress
 
-    config.pluginmanager.register(plugin, "clustergate.plugin")
+    for name, module in (
+        ("clustergate.plugin", plugin),
+        ("clustergate.progress", progress),
+        ("clustergate.flaky", flaky),
+    ):
+        if not config.pluginmanager.has_plugin(name):
+            config.pluginmanager.register(module, name)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

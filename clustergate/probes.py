@@ -171,4 +171,4 @@ def _describe_pods(pods: list[Any]) -> str:
         if item.status != "True"
     ]
     where = pod.spec.node_name or "unscheduled"
-    return f"phase {status.phase} on {where}; " + "; ".join(waiting + conditions)
+    return "; ".join([f"phase {status.phase} on {where}", *waiting, *conditions])

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from clustergate import flaky
 from clustergate.redact import Redactor, known_secrets
 
 if TYPE_CHECKING:
@@ -63,6 +64,10 @@ class CheckResult:
     measurements: list[dict[str, Any]] = field(default_factory=list)
     #: What the cluster looked like when the check failed (clustergate/diagnostics.py).
     diagnostics: dict[str, Any] | None = None
+    #: Failed attempts of a check marked flaky that were retried (clustergate/flaky.py).
+    retries: list[dict[str, Any]] = field(default_factory=list)
+    #: Passed, but only after a retry.
+    flaky: bool = False
 
 
 class SummaryWriter:
@@ -86,6 +91,10 @@ class SummaryWriter:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         check = self.checks.setdefault(report.nodeid, CheckResult(report.nodeid))
         check.duration_s += report.duration
+        retry = flaky.retry_of(report)
+        if retry is not None:
+            check.retries.append({**retry, "error": self.redactor.text(str(retry.get("error")))})
+            return
         check.markers = sorted(
             {str(key) for key, value in report.keywords.items() if value == 1 and key.isalpha()}
         )
@@ -105,6 +114,7 @@ class SummaryWriter:
         counts: dict[str, int] = {}
         for check in self.checks.values():
             counts[check.outcome] = counts.get(check.outcome, 0) + 1
+            check.flaky = flaky.is_flaky_pass(asdict(check))
         summary = {
             "started": self.started.isoformat(),
             "finished": datetime.now(UTC).isoformat(),

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from kubernetes import client
 
+from clustergate import progress
 from clustergate.kube import connect
 from clustergate.lease import LEASE_NAME, LEASE_NAMESPACE, ClusterBusy, disruption_lease
 from clustergate.wait import WaitTimeout, poll_until, wait_for_objects
@@ -83,20 +84,24 @@ def test_wait_returns_as_soon_as_a_watched_change_satisfies_it(cluster) -> None:
 
 
 def test_a_timeout_says_what_was_awaited_and_what_was_last_seen(cluster) -> None:
-    core = cluster.core()
-    with pytest.raises(WaitTimeout) as caught:
+    """Also while nothing changes: each watch request ends when a progress line is due."""
+    core, lines = cluster.core(), []
+    with progress.sink(lines.append), pytest.raises(WaitTimeout) as caught:
         wait_for_objects(
             core.list_namespaced_config_map,
             lambda maps: bool(maps),
             what="configmap default/never to appear",
-            timeout_s=2,
+            timeout_s=3,
             describe=lambda maps: f"{len(maps)} configmap(s) named never",
+            progress_every_s=1,
             namespace="default",
             field_selector="metadata.name=never",
         )
     message = str(caught.value)
-    assert message.startswith("timed out after 2s waiting for configmap default/never to appear")
+    assert message.startswith("timed out after 3s waiting for configmap default/never to appear")
     assert "last seen: 0 configmap(s) named never" in message
+    assert len(lines) >= 2, lines
+    assert lines[0].startswith("waiting for configmap default/never to appear: 0 configmap(s)")
 
 
 def test_a_bounded_poll_gives_up_at_its_deadline_with_the_last_value() -> None:

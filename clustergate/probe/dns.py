@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import dns.exception
+import dns.name
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
@@ -47,14 +49,52 @@ def _resolver(conf: dict[str, Any], timeout_s: float) -> dns.resolver.Resolver:
     for option in conf["options"]:
         if option.startswith("ndots:"):
             resolver.ndots = int(option.split(":", 1)[1])
+    # The lifetime bounds one resolve() call: one query of a walk in resolve_walk; in
+    # resolve_loop a whole resolution, which bounds how long one failure holds the loop.
     resolver.timeout = timeout_s
     resolver.lifetime = timeout_s
     resolver.cache = None
     return resolver
 
 
+def search_walk(name: str, search: Sequence[dns.name.Name], ndots: int) -> list[dns.name.Name]:
+    """The names a pod's resolver asks for, in order, to resolve ``name`` (resolv.conf(5)): a
+    name ending in a dot as it is; one with at least ``ndots`` dots as it is, then under each
+    search domain; any other under each search domain first, then as it is."""
+    given = dns.name.from_text(name)
+    if name.endswith("."):
+        return [given]
+    qualified = [dns.name.from_text(name, origin=domain) for domain in search]
+    return [given, *qualified] if name.count(".") >= ndots else [*qualified, given]
+
+
+class QueryFailed(Exception):
+    """One query of a search walk got no usable answer (a timeout, a refusal, SERVFAIL)."""
+
+    def __init__(self, qname: dns.name.Name, error: Exception) -> None:
+        super().__init__(f"{qname}: {type(error).__name__}: {error}")
+
+
+def resolve_walk(resolver: dns.resolver.Resolver, name: str) -> dns.resolver.Answer:
+    """Resolve ``name`` as a pod's resolver does: one query per name of its search walk, each
+    bounded by the resolver's lifetime on its own (libc bounds each attempt, not the walk). A
+    slow nameserver makes the walk slow, which the latency shows; only a query that gets no
+    answer in time fails the resolution, named in the error. NXDOMAIN and an empty answer
+    move on to the next name of the walk, as libc does."""
+    walk = search_walk(name, resolver.search, 1 if resolver.ndots is None else resolver.ndots)
+    for qname in walk:
+        try:
+            return resolver.resolve(qname, dns.rdatatype.A, search=False)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            continue
+        except (dns.exception.DNSException, OSError) as error:
+            raise QueryFailed(qname, error) from error
+    raise dns.resolver.NXDOMAIN(qnames=walk)
+
+
 def resolve(names: list[str], count: int, timeout_s: float) -> dict[str, Any]:
-    """Resolve each name ``count`` times; report answers and every query's latency.
+    """Resolve each name ``count`` times; report answers and every resolution's latency (its
+    whole search walk, as an application waits for it). ``timeout_s`` bounds each query.
 
     One unmeasured resolution per name goes first: the latencies describe the cache in its
     steady state, not its first miss of each name (nor the probe's own start-up)."""
@@ -63,13 +103,13 @@ def resolve(names: list[str], count: int, timeout_s: float) -> dict[str, Any]:
     results = []
     for name in names:
         latencies, failures, answers = [], [], set()
-        with contextlib.suppress(dns.exception.DNSException, OSError):
-            resolver.resolve(name, dns.rdatatype.A, search=True)
+        with contextlib.suppress(dns.exception.DNSException, QueryFailed, OSError):
+            resolve_walk(resolver, name)
         for _ in range(count):
             started = time.perf_counter()
             try:
-                answer = resolver.resolve(name, dns.rdatatype.A, search=True)
-            except (dns.exception.DNSException, OSError) as error:
+                answer = resolve_walk(resolver, name)
+            except (dns.exception.DNSException, QueryFailed) as error:
                 failures.append(type(error).__name__ + ": " + str(error)[:200])
                 continue
             latencies.append((time.perf_counter() - started) * 1000)

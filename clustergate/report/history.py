@@ -12,6 +12,9 @@ Whether a value got worse depends on its unit (:data:`DIRECTION`): times and lat
 (counts, pods, nodes, shares) are not compared: their checks judge them against the config,
 and a share that deviates from its weight is the cutover check's finding, not a trend.
 
+Each check marked flaky (or retried) gets its *flake rate*: its passes that needed a retry
+over the runs that ran it, in the runs compared and this one (clustergate/flaky.py).
+
 A series has *regressed* when its value is worse than the median of its values in the last
 ``runs`` earlier runs of the same cluster and target by more than ``ratio`` (1.5: a latency 50%
 above its median, a rate a third below it). Only values of checks that passed become part of
@@ -25,13 +28,14 @@ import math
 import os
 import statistics
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from clustergate.config import ReportsSection
+from clustergate.flaky import FlakeRate, flake_rates
 from clustergate.report.measurements import Point, points, short_name
 
 SERIES_CONTEXT = ("weight", "step", "phase", "backend", "service_account", "nodegroup")
@@ -140,6 +144,8 @@ class HistoryView:
     earlier_runs: list[dict[str, Any]] = field(default_factory=list)
     comparisons: list[Comparison] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    #: Checks marked flaky or retried, over the earlier runs and this one.
+    flake_rates: list[FlakeRate] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[Comparison]:
@@ -234,7 +240,13 @@ def judge(
     """The summary with its comparison against the history added; with ``settings.fail`` a
     regression makes a passing run fail."""
     runs, unreadable = earlier_runs(settings, summary)
-    view = HistoryView(settings, runs, compare(summary, runs, settings.ratio), unreadable)
+    view = HistoryView(
+        settings,
+        runs,
+        compare(summary, runs, settings.ratio),
+        unreadable,
+        flake_rates([*runs, summary]),
+    )
     judged = dict(summary)
     judged["history"] = {
         "dir": str(settings.dir),
@@ -243,6 +255,9 @@ def judge(
         "regressions_fail": settings.fail,
     }
     judged["regressions"] = [comparison.describe() for comparison in view.regressions]
+    judged["flake_rates"] = [
+        {**asdict(rate), "rate": round(rate.rate, 4)} for rate in view.flake_rates
+    ]
     if settings.fail and view.regressions and judged.get("exit_status") == 0:
         judged["exit_status"] = 1
         judged["verdict"] = "not fit"

@@ -91,6 +91,9 @@ class CheckView:
     message: str
     measurements: list[MeasurementRow]
     diagnostics: DiagnosticsView | None = None
+    #: Each retried attempt of a check marked flaky: "attempt 1 (call): <error>".
+    retries: tuple[str, ...] = ()
+    flaky: bool = False
 
 
 @dataclass
@@ -262,6 +265,12 @@ def _check_view(check: Mapping[str, Any], found: Sequence[Point], anchor: str) -
         str(check.get("message", "")),
         rows,
         diagnostics_view(check["diagnostics"]) if check.get("diagnostics") else None,
+        tuple(
+            f"attempt {retry.get('attempt', '?')} ({retry.get('when', '?')}): "
+            f"{retry.get('error', '')}"
+            for retry in check.get("retries", [])
+        ),
+        bool(check.get("flaky")),
     )
 
 

@@ -151,7 +151,16 @@ def test_nodegroup_upgrade_replaces_every_node_within_budget(
             )
         started = watch.now()
         try:
-            update = eks_upgrade.follow_update(eks, name, nodegroup, update_id, timeouts.upgrade_s)
+            update = eks_upgrade.follow_update(
+                eks,
+                name,
+                nodegroup,
+                update_id,
+                timeouts.upgrade_s,
+                nodes_now=lambda: eks_upgrade.replaced(
+                    old, (n.metadata.name for n in _group_nodes(cluster, nodegroup))
+                ),
+            )
         except WaitTimeout as timeout:
             now = _describe_nodes(_group_nodes(cluster, nodegroup))
             pytest.fail(
