@@ -231,8 +231,48 @@ class Timeouts(Strict):
     #: The longest a check waits for its turn: a disruptive check for the run's other checks to
     #: end, any other check for a disruptive one.
     lease_s: Seconds = 7200
-    #: An object left by a killed run is swept once it is older than this.
-    sweep_after_s: Seconds = 3600
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_sweep_age(cls, data: object) -> object:
+        if isinstance(data, dict) and "sweep_after_s" in data:
+            raise ValueError(
+                "sweep_after_s is gone: --sweep removes what dead runs left whatever its age "
+                "and nothing of live ones (a run is dead when its heartbeat expired; see "
+                "runs.heartbeat_s and runs.no_heartbeat_grace_s)"
+            )
+        return data
+
+
+class RunsSection(Strict):
+    """Each run's heartbeat (``clustergate.heartbeat``) and how a run ends when told to."""
+
+    #: Where each run's heartbeat Lease (clustergate-run-<run id>) lives; the run writes it.
+    heartbeat_namespace: str = "kube-system"
+    #: leaseDurationSeconds of the heartbeat, renewed every third of it: a killed run counts as
+    #: dead (and --sweep removes what it left) at most this long after it was killed.
+    heartbeat_s: int = Field(default=30, ge=3)
+    #: Objects of a run that has no heartbeat at all count as alive while younger than this.
+    no_heartbeat_grace_s: Seconds = 120
+    #: After SIGTERM (a cancelled pipeline job, which is killed some seconds later), put-backs
+    #: and deletions still undone after this long are left for --sweep.
+    sigterm_deadline_s: Seconds = 20
+
+
+class ExpectedTaint(Strict):
+    """A NoSchedule taint the gate does not report: nodes are meant to carry it."""
+
+    key: str
+    #: Any value when absent.
+    value: str | None = None
+
+
+class NodesSection(Strict):
+    """What the gate accepts on nodes: cordons and NoSchedule taints put there on purpose."""
+
+    #: Nodes cordoned on purpose (by another tool or a person).
+    expected_cordoned: tuple[str, ...] = ()
+    expected_taints: tuple[ExpectedTaint, ...] = ()
 
 
 class ReportsSection(Strict):
@@ -255,6 +295,8 @@ class ClusterConfig(Strict):
     upgrade: UpgradeSection = UpgradeSection()
     cutover: CutoverSection | None = None
     timeouts: Timeouts = Timeouts()
+    runs: RunsSection = RunsSection()
+    nodes: NodesSection = NodesSection()
     reports: ReportsSection = ReportsSection()
 
 

@@ -16,17 +16,20 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
 from clustergate.availability import ObjectWatch
 from clustergate.kube import Cluster, list_all
-from clustergate.runctx import CORDONED_BY, RunContext
+from clustergate.runctx import CORDONED_AT, CORDONED_BY, RunContext
 
 NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
 EXCLUDE_FROM_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 NO_GROUP = "(no node group)"
+#: The taint the node lifecycle controller adds to a cordoned node (reported as the cordon).
+UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
 
 
@@ -143,26 +146,34 @@ def cordon(run: RunContext, node_name: str) -> None:
         )
     run.on_teardown(f"uncordon node {node_name}", lambda: uncordon(run, node_name))
     run.name("Node", node_name)
+    annotations = {CORDONED_BY: run.run_id, CORDONED_AT: datetime.now(UTC).isoformat()}
     core.patch_node(
-        node_name,
-        {"spec": {"unschedulable": True}, "metadata": {"annotations": {CORDONED_BY: run.run_id}}},
+        node_name, {"spec": {"unschedulable": True}, "metadata": {"annotations": annotations}}
     )
 
 
 def uncordon(run: RunContext, node_name: str) -> bool:
     """Uncordon ``node_name`` if this run cordoned it; False when there was nothing to undo."""
-    core = run.cluster.core()
+    return uncordon_for(run.cluster, node_name, run.run_id)
+
+
+def uncordon_for(cluster: Cluster, node_name: str, run_id: str) -> bool:
+    """Uncordon ``node_name`` if run ``run_id`` cordoned it (also the sweep's, for a dead run)."""
+    core = cluster.core()
     try:
         node = core.read_node(node_name)
     except ApiException as error:
         if error.status == 404:
             return False
         raise
-    if (node.metadata.annotations or {}).get(CORDONED_BY) != run.run_id:
+    if (node.metadata.annotations or {}).get(CORDONED_BY) != run_id:
         return False
     core.patch_node(
         node_name,
-        {"spec": {"unschedulable": None}, "metadata": {"annotations": {CORDONED_BY: None}}},
+        {
+            "spec": {"unschedulable": None},
+            "metadata": {"annotations": {CORDONED_BY: None, CORDONED_AT: None}},
+        },
     )
     return True
 
@@ -245,3 +256,27 @@ class NodeWatch:
         if (node.metadata.labels or {}).get(EXCLUDE_FROM_LB_LABEL) == "true":
             life.excluded_from_lb_at = life.excluded_from_lb_at or at
         return life
+
+
+def unexpected_unschedulable(
+    nodes: Iterable[Any], expected_cordoned: Iterable[str], expected_taints: Iterable[Any]
+) -> list[str]:
+    """One line per node kept out of scheduling that the config does not expect: cordoned
+    (saying who, when a clustergate run did it) or with a NoSchedule taint not listed."""
+    cordons_ok = set(expected_cordoned)
+    taints_ok = [(taint.key, taint.value) for taint in expected_taints]
+    lines = []
+    for node in nodes:
+        name = node.metadata.name
+        if cordoned_now(node) and name not in cordons_ok:
+            owner = (node.metadata.annotations or {}).get(CORDONED_BY)
+            by = f"by clustergate run {owner}" if owner else "not by clustergate"
+            lines.append(f"node {name} ({nodegroup_of(node)}) is cordoned ({by})")
+        for taint in (node.spec.taints if node.spec else None) or []:
+            if taint.effect != "NoSchedule" or taint.key == UNSCHEDULABLE_TAINT:
+                continue
+            if any(key == taint.key and value in (None, taint.value) for key, value in taints_ok):
+                continue
+            shown = f"{taint.key}={taint.value}" if taint.value else taint.key
+            lines.append(f"node {name} ({nodegroup_of(node)}) has taint {shown}:NoSchedule")
+    return lines

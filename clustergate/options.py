@@ -133,13 +133,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--sweep",
         action="store_true",
-        help="delete what earlier runs left (namespaces, cordons, leases) and exit",
-    )
-    group.addoption(
-        "--sweep-older-than",
-        type=float,
-        metavar="SECONDS",
-        help="with --sweep: only what is older (default: timeouts.sweep_after_s)",
+        help="put back and delete everything runs that are no longer alive left (weights, "
+        "cordons, namespaces, leases), whatever its age, and exit",
     )
     group.addoption(
         "--observe-upgrade",

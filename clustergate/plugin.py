@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,8 +22,9 @@ from pathlib import Path
 
 import boto3
 import pytest
+from kubernetes.client.exceptions import ApiException
 
-from clustergate import evidence, preflight, runctx
+from clustergate import evidence, heartbeat, leftovers, preflight, runctx, shutdown
 from clustergate.config import ClusterConfig, load_config
 from clustergate.cutover import restore_recorded_weight
 from clustergate.failure_evidence import EvidenceWriter, FailureDiagnostics
@@ -113,27 +113,31 @@ def _resolve_target(config: pytest.Config) -> Target:
     )
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    """A cancelled pipeline job sends SIGTERM: tear down as for Ctrl-C."""
-    raise KeyboardInterrupt
-
-
 def pytest_configure(config: pytest.Config) -> None:
     for profile, wider in INCLUDED_IN.items():
         config.addinivalue_line("markers", f"{profile}: profile; also in {', '.join(wider) or '-'}")
     if _is_worker(config):
-        config.stash[_TARGET] = Target(**json.loads(os.environ[TARGET_ENV]))
+        config.stash[_TARGET] = target = Target(**json.loads(os.environ[TARGET_ENV]))
+        shutdown.install(target.run_id, worker=True)
         return
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    shutdown.install(None, worker=False)  # a cancelled job may stop the twin's start too
     target = _resolve_target(config)
+    shutdown.install(target.run_id, worker=False)
     config.stash[_TARGET] = target
     os.environ[TARGET_ENV] = json.dumps(asdict(target))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     target = config.stash.get(_TARGET, None)
-    if target is None or _is_worker(config):
+    if target is None:
         return
+    if _is_worker(config):
+        shutdown.leave()
+        return
+    shutdown.remove(target.run_id)
+    beat = config.stash.get(_HEARTBEAT, None)
+    if beat is not None:
+        beat.stop()
     remove_turns(target.run_id)
     if target.twin_state_dir:
         _stop_twin(target.twin_state_dir)
@@ -144,6 +148,7 @@ _CLUSTER = pytest.StashKey[Cluster]()
 _CONFIG = pytest.StashKey[ClusterConfig]()
 _TURNS = pytest.StashKey[Turns]()
 _RUN = pytest.StashKey[runctx.RunContext]()
+_HEARTBEAT = pytest.StashKey[heartbeat.Heartbeat]()
 
 
 def _connect(config: pytest.Config) -> tuple[Cluster, ClusterConfig]:
@@ -158,11 +163,29 @@ def _connect(config: pytest.Config) -> tuple[Cluster, ClusterConfig]:
     return cluster, cluster_config
 
 
+def _start_heartbeat(
+    cluster: Cluster, cluster_config: ClusterConfig, run_id: str
+) -> heartbeat.Heartbeat:
+    """The run's heartbeat, held by the process that owns the run (never by an xdist worker)."""
+    section = cluster_config.runs
+    beat = heartbeat.Heartbeat(cluster, run_id, section.heartbeat_namespace, section.heartbeat_s)
+    try:
+        beat.start()
+    except ApiException as error:
+        raise pytest.UsageError(
+            f"could not create the run's heartbeat Lease {section.heartbeat_namespace}/"
+            f"{beat.name}: {error.status} {error.reason}; set runs.heartbeat_namespace in the "
+            "cluster config to a namespace this run may write leases in"
+        ) from None
+    return beat
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     cluster, cluster_config = _connect(config)
     config.stash[_CLUSTER], config.stash[_CONFIG] = cluster, cluster_config
+    shutdown.set_deadline_s(cluster_config.runs.sigterm_deadline_s)
     config.pluginmanager.register(
         FailureDiagnostics(lambda item: item.config.stash.get(_RUN, None)), "cg-diagnostics"
     )
@@ -186,18 +209,24 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             )
     except InputError as error:
         raise pytest.UsageError(f"preflight failed: {error}") from None
+    access = [f"--kubeconfig={cluster.kubeconfig}", f"--context={cluster.context}"]
+    runs = heartbeat.read_runs(
+        cluster, own=target.run_id, grace_s=cluster_config.runs.no_heartbeat_grace_s
+    )
     if config.getoption("sweep"):
-        older_than = config.getoption("sweep_older_than")
-        if older_than is None:
-            older_than = cluster_config.timeouts.sweep_after_s
         session = boto3.Session(region_name=cluster_config.cluster.region)
-        report = runctx.sweep(
+        report = leftovers.sweep(
             cluster,
-            older_than,
-            keep_run=target.run_id,
+            runs,
             restore={runctx.RESTORE_WEIGHTS: lambda data: restore_recorded_weight(data, session)},
         )
         pytest.exit(f"sweep done: {report.describe()}", returncode=pytest.ExitCode.OK)
+    if disruptive and (found := leftovers.find(cluster, runs)):
+        raise pytest.UsageError(
+            "refusing to start a disruptive run on a cluster that dead runs left dirty: "
+            + leftovers.describe(found, " ".join(access))
+        )
+    config.stash[_HEARTBEAT] = _start_heartbeat(cluster, cluster_config, target.run_id)
     nodes = list_all(cluster.core().list_node)
     facts = {
         "kubernetes_version": version,
@@ -221,7 +250,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         SummaryWriter(reports / "summary.json", facts, history, redactor), "cg-summary"
     )
     aws_session = boto3.Session(region_name=cluster_config.cluster.region)
-    access = [f"--kubeconfig={cluster.kubeconfig}", f"--context={cluster.context}"]
     config.pluginmanager.register(
         EvidenceWriter(
             reports,
@@ -249,6 +277,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     allowed = disruption_allowed(
         config.getoption("markexpr") or "", config.getoption("allow_disruptive")
     )
+    # The hygiene checks come first: a cluster that dead runs left dirty is judged by nothing else.
+    items.sort(key=lambda item: item.get_closest_marker("hygiene") is None)
     for item in items:
         for profile, wider in INCLUDED_IN.items():
             if item.get_closest_marker(profile):
@@ -302,6 +332,8 @@ def run(
         failures = context.undo_all()
         if context.kept_for:
             runctx.keep_namespace(cluster, namespace, context.kept_for)
+        elif not context.everything_put_back or shutdown.past_deadline():
+            failures.append(f"namespace {namespace} stays, with what it records, for --sweep")
         else:
             runctx.delete_namespace(cluster, namespace)
         if failures:

@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from clustergate import input_errors
 from clustergate.kube import Cluster
 
-SUITES = ("irsa", "dns", "autoscaler", "drain", "upgrade", "cutover")
+SUITES = ("hygiene", "irsa", "dns", "autoscaler", "drain", "upgrade", "cutover")
 #: Suites that call AWS APIs (IAM, STS, EKS, Auto Scaling, ELBv2, Route 53).
 AWS_SUITES = frozenset({"irsa", "autoscaler", "upgrade", "cutover"})
 
@@ -41,8 +41,11 @@ def _perms(verbs: str, resource: str, group: str = "", subresource: str = "") ->
     return [Permission(verb, resource, group, subresource) for verb in verbs.split()]
 
 
-#: What every run needs: its namespace, probe pods and their results, leases for disruption.
+#: What every run needs: its namespace, probe pods and their results, its heartbeat Lease, and
+#: what the leftovers check reads (every run's leases, restore records, labelled pods).
 BASE = [
+    *_perms("create patch delete list", "leases", "coordination.k8s.io"),
+    *_perms("list", "configmaps"),
     *_perms("create delete get list", "namespaces"),
     *_perms("create delete get list watch", "pods"),
     *_perms("get", "pods", subresource="log"),
@@ -82,7 +85,8 @@ NEEDS: dict[str, list[Permission]] = {
 }
 DISRUPTIVE = [*_perms("create get update delete", "leases", "coordination.k8s.io")]
 SWEEP = [
-    *_perms("list delete", "configmaps"),
+    *_perms("get list delete", "configmaps"),
+    *_perms("delete", "pods"),
     *_perms("list delete", "leases", "coordination.k8s.io"),
     *_perms("patch", "nodes"),
     *_perms("delete", "namespaces"),

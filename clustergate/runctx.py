@@ -4,14 +4,13 @@ Every object a check creates carries :data:`MANAGED_BY` and the run id label, an
 run's own namespace where it can; deleting the namespace at teardown removes it. What a check
 changes outside its namespace (a cordon, a weight, a node-group size) is registered as an undo
 action on the :class:`RunContext` and also marked on the object itself, so that ``--sweep``
-can put it back after a run that was killed before its teardown.
+can put it back after a run that was killed before its teardown (``clustergate.leftovers``).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +19,8 @@ from datetime import UTC, datetime
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from clustergate.kube import Cluster, list_all
+from clustergate import shutdown
+from clustergate.kube import Cluster
 
 log = logging.getLogger("clustergate.run")
 
@@ -29,13 +29,13 @@ MANAGER = "clustergate"
 RUN_ID = "clustergate.io/run-id"
 #: Annotation on a node cordoned by a run: the run id. The sweep uncordons such nodes.
 CORDONED_BY = "clustergate.io/cordoned-by"
+#: Annotation on such a node: when the run cordoned it (ISO 8601), for the leftovers check.
+CORDONED_AT = "clustergate.io/cordoned-at"
 CREATED_AT = "clustergate.io/created-at"
 #: Label of a ConfigMap in a run namespace that records a setting to put back if the run is
 #: killed; the value says what kind (``weights``: a cutover's original traffic weight).
 RESTORE_LABEL = "clustergate.io/restore"
 RESTORE_WEIGHTS = "weights"
-#: Called by :func:`sweep` with such a ConfigMap's data; returns what it put back.
-Restorer = Callable[[dict[str, str]], str]
 #: Label of a run namespace kept by ``--keep-on-failure`` for a person to look at. Its value is
 #: ``"true"``; the run that kept it has finished, so the sweep treats it as a dead run's leftover.
 KEPT_LABEL = "clustergate.io/kept-on-failure"
@@ -94,6 +94,7 @@ class RunContext:
     _named_check: list[Named] = field(default_factory=list)
     _named_shared: list[Named] = field(default_factory=list)
     _in_check: bool = False
+    _put_backs_left: bool = False
 
     def metadata(self, name: str, **extra_labels: str) -> client.V1ObjectMeta:
         return client.V1ObjectMeta(
@@ -107,9 +108,14 @@ class RunContext:
         self, description: str, undo: Callable[[], None], *, deletes: bool = False
     ) -> None:
         """Register ``undo`` to run when the current check ends (or the run, outside a check),
-        newest first, even after a failure or an interrupt. ``deletes``: the undo only deletes
-        what the check created (skipped for a failed check under ``--keep-on-failure``);
-        otherwise it puts back a change (a cordon, a weight) and always runs."""
+        even after a failure, Ctrl-C or SIGTERM. ``deletes``: the undo only deletes what the
+        check created (skipped for a failed check under ``--keep-on-failure``); otherwise it puts
+        back a change (a cordon, a weight, a size) and always runs.
+
+        The order is explicit: every put-back first, newest first, then every deletion, newest
+        first; a cordoned node or a wrong weight hurts the cluster, a stray object does not.
+        After SIGTERM a check's deletions wait until the run's put-backs are done, and what is
+        not started before the deadline (``clustergate.shutdown``) is left for ``--sweep``."""
         self._scopes[-1].append(_Undo(description, undo, deletes))
 
     def check_failed(self, check: str) -> None:
@@ -169,14 +175,45 @@ class RunContext:
         finally:
             self._in_check = False
             keep = self.keep_on_failure and self._check_failed
-            failures.extend(_undo(self._scopes.pop(), keep_created=keep))
+            actions = self._scopes.pop()
+            if shutdown.terminating():
+                # Deletions wait for the put-backs the run scope still holds.
+                self._scopes[-1].extend(action for action in actions if action.deletes)
+                actions = [action for action in actions if not action.deletes]
+            failures.extend(self._run(actions, keep_created=keep))
 
     def undo_all(self) -> list[str]:
-        """Run every undo action still registered; return the ones that failed (and why)."""
+        """Run every undo action still registered, put-backs of every scope before any
+        deletion; return the ones that failed or were left undone (and why)."""
+        actions = [action for scope in self._scopes for action in scope]
+        self._scopes[:] = [[]]
+        return self._run(actions, keep_created=bool(self.kept_for))
+
+    @property
+    def everything_put_back(self) -> bool:
+        """False when a put-back failed or was left undone: the run namespace (which may hold
+        the record of what to put back) must then stay for ``--sweep``."""
+        return not self._put_backs_left
+
+    def _run(self, actions: list[_Undo], keep_created: bool) -> list[str]:
         failures = []
-        while self._scopes:
-            failures.extend(_undo(self._scopes.pop(), keep_created=bool(self.kept_for)))
-        self._scopes.append([])
+        ordered = [a for a in reversed(actions) if not a.deletes]
+        ordered += [a for a in reversed(actions) if a.deletes]
+        for action in ordered:
+            if action.deletes and keep_created:
+                log.warning("kept for --keep-on-failure: not done: %s", action.description)
+                continue
+            if shutdown.past_deadline():
+                failures.append(f"{action.description}: not started before the SIGTERM deadline")
+                log.error("left for pytest --sweep: %s", action.description)
+                self._put_backs_left |= not action.deletes
+                continue
+            try:
+                action.undo()
+            except Exception as error:  # every undo must get its chance
+                failures.append(f"{action.description}: {error}")
+                log.error("could not %s: %s", action.description, error)
+                self._put_backs_left |= not action.deletes
         return failures
 
 
@@ -185,21 +222,6 @@ class _Undo:
     description: str
     undo: Callable[[], None]
     deletes: bool
-
-
-def _undo(actions: list[_Undo], keep_created: bool = False) -> list[str]:
-    failures = []
-    while actions:
-        action = actions.pop()
-        if action.deletes and keep_created:
-            log.warning("kept for --keep-on-failure: not done: %s", action.description)
-            continue
-        try:
-            action.undo()
-        except Exception as error:  # every undo must get its chance
-            failures.append(f"{action.description}: {error}")
-            log.error("could not %s: %s", action.description, error)
-    return failures
 
 
 def create_namespace(cluster: Cluster, name: str, labels: dict[str, str]) -> None:
@@ -234,121 +256,3 @@ def delete_namespace(cluster: Cluster, name: str) -> None:
     except ApiException as error:
         if error.status != 404:
             raise
-
-
-@dataclass(frozen=True)
-class SweepReport:
-    namespaces: tuple[str, ...]
-    uncordoned: tuple[str, ...]
-    objects: tuple[str, ...]
-    restored: tuple[str, ...] = ()
-    #: Namespaces kept because what they record could not be put back (and why).
-    kept: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        parts = [
-            f"{len(self.namespaces)} namespace(s) deleted: {', '.join(self.namespaces) or '-'}",
-            f"{len(self.uncordoned)} node(s) uncordoned: {', '.join(self.uncordoned) or '-'}",
-            f"{len(self.objects)} other object(s) deleted: {', '.join(self.objects) or '-'}",
-            f"{len(self.restored)} setting(s) put back: {', '.join(self.restored) or '-'}",
-        ]
-        if self.kept:
-            parts.append(f"{len(self.kept)} namespace(s) KEPT: {'; '.join(self.kept)}")
-        return "; ".join(parts)
-
-
-def sweep(
-    cluster: Cluster,
-    older_than_s: float,
-    keep_run: str | None = None,
-    restore: dict[str, Restorer] | None = None,
-) -> SweepReport:
-    """Remove what earlier runs left: their namespaces and labelled objects older than
-    ``older_than_s``, and cordons they placed (whatever their age: a cordon is never wanted).
-
-    Before a namespace goes, each ConfigMap in it labelled :data:`RESTORE_LABEL` is handed to
-    ``restore[<label value>]`` (the caller's, so that this module needs no AWS). A namespace
-    whose records cannot be put back (no restorer, or it failed) is kept for a later sweep."""
-    core = cluster.core()
-    cutoff = time.time() - older_than_s
-    namespaces, restored, kept = [], [], []
-    for namespace in core.list_namespace(label_selector=selector()).items:
-        name = namespace.metadata.name
-        kept_to_look_at = (namespace.metadata.labels or {}).get(KEPT_LABEL) == "true"
-        if (
-            _run_of(namespace) == keep_run
-            or (_created(namespace) > cutoff and not kept_to_look_at)
-            or namespace.metadata.deletion_timestamp is not None
-        ):
-            continue
-        done, problems = _restore_recorded(cluster, name, restore or {})
-        restored.extend(done)
-        if problems:
-            kept.append(f"{name} ({'; '.join(problems)})")
-            continue
-        delete_namespace(cluster, name)
-        namespaces.append(name)
-    uncordoned = []
-    for node in list_all(core.list_node):
-        owner = (node.metadata.annotations or {}).get(CORDONED_BY)
-        if owner is None or owner == keep_run:
-            continue
-        core.patch_node(
-            node.metadata.name,
-            {"spec": {"unschedulable": None}, "metadata": {"annotations": {CORDONED_BY: None}}},
-        )
-        uncordoned.append(node.metadata.name)
-    objects = _sweep_outside_namespaces(cluster, cutoff, keep_run)
-    return SweepReport(
-        tuple(namespaces), tuple(uncordoned), tuple(objects), tuple(restored), tuple(kept)
-    )
-
-
-def _restore_recorded(
-    cluster: Cluster, namespace: str, restore: dict[str, Restorer]
-) -> tuple[list[str], list[str]]:
-    """Put back what the ConfigMaps of ``namespace`` record; deletes each one put back."""
-    core = cluster.core()
-    done, problems = [], []
-    for record in core.list_namespaced_config_map(namespace, label_selector=RESTORE_LABEL).items:
-        kind = record.metadata.labels[RESTORE_LABEL]
-        restorer = restore.get(kind)
-        where = f"configmap/{namespace}/{record.metadata.name}"
-        if restorer is None:
-            problems.append(f"{where} records {kind} to put back and no restorer was given")
-            continue
-        try:
-            done.append(restorer(record.data or {}))
-        except Exception as error:  # a failed restore keeps its record for the next sweep
-            problems.append(f"{where}: could not put back {kind}: {error}")
-            log.error("could not put back %s recorded in %s: %s", kind, where, error)
-            continue
-        core.delete_namespaced_config_map(record.metadata.name, namespace)
-    return done, problems
-
-
-def _sweep_outside_namespaces(cluster: Cluster, cutoff: float, keep_run: str | None) -> list[str]:
-    """Labelled leases and pods that a run placed in shared namespaces (kube-system)."""
-    core, coordination = cluster.core(), cluster.coordination()
-    removed = []
-    for lease in coordination.list_lease_for_all_namespaces(label_selector=selector()).items:
-        if _run_of(lease) != keep_run and _created(lease) <= cutoff:
-            coordination.delete_namespaced_lease(lease.metadata.name, lease.metadata.namespace)
-            removed.append(f"lease/{lease.metadata.namespace}/{lease.metadata.name}")
-    for pod in core.list_pod_for_all_namespaces(label_selector=selector()).items:
-        if _run_of(pod) != keep_run and _created(pod) <= cutoff:
-            try:
-                core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace)
-            except ApiException as error:
-                if error.status != 404:
-                    raise
-            removed.append(f"pod/{pod.metadata.namespace}/{pod.metadata.name}")
-    return removed
-
-
-def _run_of(obj: object) -> str | None:
-    return (obj.metadata.labels or {}).get(RUN_ID)  # type: ignore[attr-defined]
-
-
-def _created(obj: object) -> float:
-    return obj.metadata.creation_timestamp.timestamp()  # type: ignore[attr-defined]

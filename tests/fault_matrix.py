@@ -73,9 +73,9 @@ class Group:
     faults: tuple[str, ...]
     #: nodes of the twin for this group (default: the twin's default of 3)
     nodes: int = 3
-    #: run by the nightly self-tests (tox -e nightly-tests) only: a twin of its own for rows
+    #: run by the slow self-tests (tox -e tests-nightly) only: a twin of its own for rows
     #: no CI group has room for, too slow for every CI run
-    nightly: bool = False
+    slow: bool = False
 
 
 _IRSA_CONFIG = "suites/irsa/test_irsa_config.py::"
@@ -232,7 +232,7 @@ GROUPS: tuple[Group, ...] = (
     ),
     Group("e", ("kubelet-slow-ready",)),
     Group("f", ("irsa-role-admin", "nodelocal-corefile-typo")),
-    Group("g", ("nodelocal-bind-missing-link-local",), nightly=True),
+    Group("g", ("nodelocal-bind-missing-link-local",), slow=True),
 )
 
 ROW_OF = {row.fault: row for row in ROWS}

@@ -23,6 +23,8 @@ def test_documented_example_parses_with_every_section() -> None:
     assert config.cutover is not None
     assert config.cutover.driver.kind == "elbv2"
     assert [step.weight for step in config.cutover.steps] == [10, 25, 50, 100]
+    assert config.runs.heartbeat_namespace == "kube-system"
+    assert config.nodes.expected_taints[0].key == "dedicated"
 
 
 def test_minimal_config_needs_only_the_cluster() -> None:
@@ -59,6 +61,22 @@ def test_minimal_config_needs_only_the_cluster() -> None:
         (
             lambda c: c["drain"].update(replicas=3, min_available=3),
             "drain: Value error, min_available must be below replicas",
+        ),
+        (
+            lambda c: c["timeouts"].update(sweep_after_s=3600),
+            "timeouts: Value error, sweep_after_s is gone: --sweep removes what dead runs left",
+        ),
+        (
+            lambda c: c["runs"].update(heartbeat_s=1),
+            "runs.heartbeat_s: Input should be greater than or equal to 3",
+        ),
+        (
+            lambda c: c["nodes"]["expected_taints"].append({"key": "a", "efect": "NoSchedule"}),
+            "nodes.expected_taints.1.efect: unknown key",
+        ),
+        (
+            lambda c: c["nodes"].update(expected_cordoned="node-a"),
+            "nodes.expected_cordoned: Input should be a valid tuple",
         ),
     ],
 )

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from clustergate import runctx
+from clustergate import heartbeat, leftovers, runctx
 from clustergate.config import CutoverSection, CutoverStep
 from clustergate.cutover import RESTORE_CONFIGMAP, StepJudge, guard_original_weight
 from clustergate.kube import Cluster, connect
@@ -226,7 +226,9 @@ def test_a_sweep_restores_the_recorded_weight_before_deleting_the_namespace(
     def refuse(data: dict[str, str]) -> str:
         raise RuntimeError("AccessDenied: elasticloadbalancing:ModifyListener")
 
-    report = runctx.sweep(cluster, 0, restore={runctx.RESTORE_WEIGHTS: refuse})
+    report = leftovers.sweep(
+        cluster, heartbeat.read_runs(cluster, grace_s=0), restore={runctx.RESTORE_WEIGHTS: refuse}
+    )
     assert run.namespace not in report.namespaces
     assert any(run.namespace in kept and "AccessDenied" in kept for kept in report.kept)
     assert _record(cluster, run.namespace) is not None
@@ -235,7 +237,9 @@ def test_a_sweep_restores_the_recorded_weight_before_deleting_the_namespace(
         seen.append(data)
         return f"set back to {data['weight']}%"
 
-    report = runctx.sweep(cluster, 0, restore={runctx.RESTORE_WEIGHTS: restore})
+    report = leftovers.sweep(
+        cluster, heartbeat.read_runs(cluster, grace_s=0), restore={runctx.RESTORE_WEIGHTS: restore}
+    )
     assert [data["weight"] for data in seen] == ["10"]
     assert "set back to 10%" in report.restored
     assert run.namespace in report.namespaces

@@ -64,7 +64,7 @@ def test_judging_tells_a_fault_that_went_unnoticed() -> None:
 @pytest.mark.parametrize(
     "group",
     [
-        pytest.param(group, id=group.name, marks=[pytest.mark.nightly] if group.nightly else [])
+        pytest.param(group, id=group.name, marks=[pytest.mark.slow] if group.slow else [])
         for group in fault_matrix.GROUPS
     ],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
+from clustergate.config import ExpectedTaint
 from clustergate.eks_upgrade import Target
 from clustergate.nodes import (
     NO_GROUP,
@@ -14,6 +15,7 @@ from clustergate.nodes import (
     patch_of,
     skew_problem,
     skewed_nodes,
+    unexpected_unschedulable,
     versions_by_group,
 )
 
@@ -101,3 +103,46 @@ def test_upgrade_targets_match_kubelets() -> None:
     assert release.kubelet_matches("v1.31.2-eks-7f9249a")
     assert not release.kubelet_matches("v1.31.1-eks-7f9249a")
     assert "forces a node roll" in Target(None, "1.31.2-20241106", reapplied=True).describe()
+
+
+def _spec(name: str, cordoned: bool, taints: list[tuple[str, str | None, str]], owner=None):
+    node = _node(name, "v1.31.2")
+    node.metadata.annotations = {"clustergate.io/cordoned-by": owner} if owner else None
+    node.spec = client.V1NodeSpec(
+        unschedulable=cordoned or None,
+        taints=[client.V1Taint(key=k, value=v, effect=e) for k, v, e in taints] or None,
+    )
+    return node
+
+
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        (_spec("a", False, []), []),
+        (
+            _spec("a", True, [("node.kubernetes.io/unschedulable", None, "NoSchedule")]),
+            ["node a (ng-a) is cordoned (not by clustergate)"],
+        ),
+        (
+            _spec("a", True, [], owner="cg-1"),
+            ["node a (ng-a) is cordoned (by clustergate run cg-1)"],
+        ),
+        (_spec("quiet", True, []), []),
+        (_spec("a", False, [("dedicated", "gpu", "NoSchedule")]), []),
+        (
+            _spec("a", False, [("dedicated", "db", "NoSchedule")]),
+            ["node a (ng-a) has taint dedicated=db:NoSchedule"],
+        ),
+        (_spec("a", False, [("spot", None, "NoSchedule")]), []),
+        (_spec("a", False, [("other", "x", "PreferNoSchedule")]), []),
+        (
+            _spec("a", False, [("other", None, "NoSchedule")]),
+            ["node a (ng-a) has taint other:NoSchedule"],
+        ),
+    ],
+)
+def test_unexpected_cordons_and_taints_are_reported_unless_the_config_lists_them(
+    node, expected: list[str]
+) -> None:
+    allowed = [ExpectedTaint(key="dedicated", value="gpu"), ExpectedTaint(key="spot")]
+    assert unexpected_unschedulable([node], ["quiet"], allowed) == expected

@@ -15,7 +15,7 @@ import pytest
 
 from clustergate import eks_upgrade, progress
 from clustergate.wait import WaitTimeout, poll_until
-from tests.conftest import ROOT, RunningTwin
+from tests.conftest import RunningTwin
 from tests.inner_pytest import run_pytest
 
 

@@ -9,7 +9,7 @@ import pytest
 from clustergate.selection import disruption_allowed, selected_suites
 
 ROOT = Path(__file__).parents[1]
-ALL = ["irsa", "dns", "autoscaler", "drain", "upgrade", "cutover"]
+ALL = ["hygiene", "irsa", "dns", "autoscaler", "drain", "upgrade", "cutover"]
 
 
 @pytest.mark.parametrize(

@@ -100,8 +100,9 @@ def cluster_config(settings: TwinSettings, facts: dict[str, Any]) -> dict[str, A
             "upgrade_s": 300,
             "weight_propagation_s": 15,
             "lease_s": 600,
-            "sweep_after_s": 600,
         },
+        # A killed run is dead (and sweepable) seconds after its last renewal.
+        "runs": {"heartbeat_s": 9, "no_heartbeat_grace_s": 30, "sigterm_deadline_s": 20},
     }
     if "cutover" in facts:
         config["cutover"] = facts["cutover"]

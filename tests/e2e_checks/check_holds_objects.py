@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from kubernetes import client
 
-from clustergate.runctx import CORDONED_BY
+from clustergate import nodes
 from clustergate.wait import poll_until
 
 
@@ -14,17 +14,6 @@ def test_holds_objects_until_interrupted(cluster, run) -> None:
     core.create_namespaced_config_map(
         run.namespace, client.V1ConfigMap(metadata=run.metadata("held"), data={"a": "b"})
     )
-    node = core.list_node().items[0].metadata.name
-    core.patch_node(
-        node,
-        {"spec": {"unschedulable": True}, "metadata": {"annotations": {CORDONED_BY: run.run_id}}},
-    )
-    run.on_teardown(
-        f"uncordon {node}",
-        lambda: core.patch_node(
-            node,
-            {"spec": {"unschedulable": None}, "metadata": {"annotations": {CORDONED_BY: None}}},
-        ),
-    )
+    nodes.cordon(run, core.list_node().items[0].metadata.name)
     print("HOLDING", flush=True)
     poll_until(lambda: False, bool, what="an interrupt", timeout_s=120, interval_s=0.5)
