@@ -446,6 +446,63 @@ def test_endpoints_follow_ready_pods(twin: TwinCluster) -> None:
     assert {a.ip: a.target_ref.name for a in ready} == pods
     port = twin.core.read_namespaced_endpoints("api", ns).subsets[0].ports[0]
     assert (port.name, port.port, port.protocol) == ("web", 8080, "TCP")
+
+    discovery = kubernetes.client.DiscoveryV1Api(twin.api)
+
+    def slices() -> list[Any]:
+        return discovery.list_namespaced_endpoint_slice(
+            ns, label_selector="kubernetes.io/service-name=api"
+        ).items
+
+    ready_slices = wait_for(
+        lambda: (
+            (found := slices())
+            and sum(e.conditions.ready for s in found for e in s.endpoints or []) == 2
+            and found
+        ),
+        "an EndpointSlice with 2 ready endpoints",
+    )
+    (only,) = ready_slices
+    assert only.metadata.labels["endpointslice.kubernetes.io/managed-by"] == (
+        "endpointslice-controller.k8s.io"
+    )
+    assert only.metadata.owner_references[0].kind == "Service"
+    assert {e.addresses[0]: e.target_ref.name for e in only.endpoints} == pods
+    assert {e.node_name for e in only.endpoints} <= set(node_names(twin))
+    assert [(p.name, p.port, p.protocol) for p in only.ports] == [("web", 8080, "TCP")]
+    twin.core.delete_namespaced_service("api", ns, _preload_content=False)
+    wait_for(lambda: not slices(), "the Service's slices collected with it")
+    twin.core.delete_namespace(ns)
+
+
+def test_hpa_keeps_its_target_within_bounds_and_reports_status(twin: TwinCluster) -> None:
+    ns = twin.namespace()
+    twin.apps.create_namespaced_deployment(ns, deployment("scaled", 1))
+    autoscaling = kubernetes.client.AutoscalingV2Api(twin.api)
+    autoscaling.create_namespaced_horizontal_pod_autoscaler(
+        ns,
+        {
+            "metadata": {"name": "scaled"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "scaled"},
+                "minReplicas": 2,
+                "maxReplicas": 4,
+            },
+        },
+    )
+    wait_for(lambda: available(twin, ns, "scaled", 2), "the HPA to raise replicas to 2")
+
+    def status() -> Any:
+        return autoscaling.read_namespaced_horizontal_pod_autoscaler("scaled", ns).status
+
+    seen = wait_for(
+        lambda: (found := status()) and found.current_replicas == 2 and found, "HPA status"
+    )
+    assert seen.desired_replicas == 2
+    conditions = {c.type: (c.status, c.reason) for c in seen.conditions}
+    # No metrics API in the twin: the real controller says so the same way.
+    assert conditions["ScalingActive"] == ("False", "FailedGetResourceMetric")
+    assert conditions["AbleToScale"][0] == "True"
     twin.core.delete_namespace(ns)
 
 

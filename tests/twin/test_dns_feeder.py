@@ -118,16 +118,18 @@ def test_coredns_pod_follows_services_and_endpoints(cluster: Cluster) -> None:
             "shop",
             {"metadata": {"name": "db"}, "spec": {"clusterIP": "None", "ports": [{"port": 5432}]}},
         )
-        cluster.core.create_namespaced_endpoints(
+        # No controllers run here: the slice is what the EndpointSlice controller would write.
+        kubernetes.client.DiscoveryV1Api(cluster.core.api_client).create_namespaced_endpoint_slice(
             "shop",
             {
-                "metadata": {"name": "db"},
-                "subsets": [
-                    {
-                        "addresses": [{"ip": "10.0.128.30"}, {"ip": "10.0.128.31"}],
-                        "ports": [{"port": 5432}],
-                    }
+                "metadata": {"name": "db-x1", "labels": {"kubernetes.io/service-name": "db"}},
+                "addressType": "IPv4",
+                "endpoints": [
+                    {"addresses": ["10.0.128.30"], "conditions": {"ready": True}},
+                    {"addresses": ["10.0.128.31"]},
+                    {"addresses": ["10.0.128.32"], "conditions": {"ready": False}},
                 ],
+                "ports": [{"port": 5432}],
             },
         )
         headless = "db.shop.svc.cluster.local"

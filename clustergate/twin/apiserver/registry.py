@@ -621,6 +621,20 @@ class Registry:
                 ],
             },
         )
+        # The API server keeps its own Service's slice, as it keeps its Endpoints.
+        self.create(
+            resource("discovery.k8s.io", "v1", "endpointslices"),
+            "default",
+            {
+                "metadata": {
+                    "name": "kubernetes",
+                    "labels": {"kubernetes.io/service-name": "kubernetes"},
+                },
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": [api_host], "conditions": {"ready": True}}],
+                "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}],
+            },
+        )
 
 
 def _key(obj: Obj) -> Key:

@@ -15,9 +15,14 @@ from clustergate.twin.controllers.daemonset import DaemonSetController
 from clustergate.twin.controllers.deployment import DeploymentController
 from clustergate.twin.controllers.disruption import DisruptionController
 from clustergate.twin.controllers.endpoints import EndpointsController
+from clustergate.twin.controllers.endpointslice import (
+    EndpointSliceController,
+    EndpointSliceMirroringController,
+)
 from clustergate.twin.controllers.garbagecollector import GarbageCollector
 from clustergate.twin.controllers.job import JobController
 from clustergate.twin.controllers.nodelifecycle import NodeLifecycleController
+from clustergate.twin.controllers.podautoscaler import PodAutoscalerController
 from clustergate.twin.controllers.podgc import PodGarbageCollector
 from clustergate.twin.controllers.replicaset import ReplicaSetController
 from clustergate.twin.controllers.scheduler import Scheduler
@@ -37,6 +42,9 @@ CONTROLLER_TYPES: tuple[type[Controller], ...] = (
     JobController,
     DisruptionController,
     EndpointsController,
+    EndpointSliceController,
+    EndpointSliceMirroringController,
+    PodAutoscalerController,
     GarbageCollector,
     PodGarbageCollector,
     NodeLifecycleController,

@@ -22,12 +22,14 @@ OWNER_KINDS: dict[tuple[str, str], tuple[str, str, bool]] = {
     ("apps/v1", "DaemonSet"): ("apps/v1", "daemonsets", True),
     ("batch/v1", "Job"): ("batch/v1", "jobs", True),
     ("v1", "Node"): ("v1", "nodes", False),
+    ("v1", "Service"): ("v1", "services", True),
 }
 #: Dependents we watch: (group/version, plural).
 DEPENDENT_KINDS = (
     ("v1", "pods"),
     ("apps/v1", "replicasets"),
     ("coordination.k8s.io/v1", "leases"),
+    ("discovery.k8s.io/v1", "endpointslices"),
 )
 
 

@@ -1,7 +1,8 @@
 """Keeps :class:`ClusterRecords` in step with the API server, as CoreDNS's informers do.
 
 The one place the DNS package touches the twin's Kubernetes client: three
-:class:`~clustergate.twin.kubeclient.Informer` s (Services, Endpoints, Pods, all namespaces)
+:class:`~clustergate.twin.kubeclient.Informer` s (Services, EndpointSlices, Pods, all
+namespaces, as CoreDNS's kubernetes plugin watches them)
 whose events upsert or delete records. Relists after a 410 arrive as the differences they
 reveal, so deleted objects leave the records too.
 """
@@ -20,12 +21,12 @@ class RecordsFeeder:
         self.records = records
         self._informers = {
             "services": Informer(client, "/api/v1/services"),
-            "endpoints": Informer(client, "/api/v1/endpoints"),
+            "endpointslices": Informer(client, "/apis/discovery.k8s.io/v1/endpointslices"),
             "pods": Informer(client, "/api/v1/pods"),
         }
         appliers = {
             "services": (records.upsert_service, records.delete_service),
-            "endpoints": (records.upsert_endpoints, records.delete_endpoints),
+            "endpointslices": (records.upsert_endpoint_slice, records.delete_endpoint_slice),
             "pods": (records.upsert_pod, records.delete_pod),
         }
         for kind, informer in self._informers.items():

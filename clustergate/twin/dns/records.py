@@ -1,6 +1,7 @@
-"""What the cluster DNS knows about the cluster: Services, Endpoints and Pods.
+"""What the cluster DNS knows about the cluster: Services, their endpoints and Pods.
 
-The same three kinds the CoreDNS ``kubernetes`` plugin watches, kept as plain data so that the
+The same three kinds the CoreDNS ``kubernetes`` plugin watches (endpoints as EndpointSlices,
+merged per Service; an Endpoints object can be upserted too), kept as plain data so that the
 name logic (:mod:`clustergate.twin.dns.cluster_zone`) can be tested without an API server. The
 upsert methods take the Kubernetes JSON objects as the API returns them.
 """
@@ -104,6 +105,25 @@ def _raw_endpoints(obj: K8sObject) -> _RawEndpoints:
     return _RawEndpoints(namespace, name, tuple(addresses), tuple(ports))
 
 
+SERVICE_NAME = "kubernetes.io/service-name"
+
+
+def _raw_slice(obj: K8sObject) -> _RawEndpoints:
+    """An EndpointSlice's ready endpoints, named for the Service it belongs to. CoreDNS skips
+    endpoints whose ``ready`` condition is false (an absent one counts as ready)."""
+    namespace, _ = _key(obj)
+    service = ((obj.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME, "")
+    addresses: list[_RawAddress] = []
+    for endpoint in obj.get("endpoints") or ():
+        if (endpoint.get("conditions") or {}).get("ready") is False:
+            continue
+        ref = endpoint.get("targetRef") or {}
+        pod_name = ref.get("name", "") if ref.get("kind", "Pod") == "Pod" else ""
+        for ip in endpoint.get("addresses") or ():
+            addresses.append(_RawAddress(ip, endpoint.get("hostname") or "", pod_name))
+    return _RawEndpoints(namespace, service, tuple(addresses), _ports(obj.get("ports")))
+
+
 @dataclass(frozen=True)
 class _Pod:
     ips: tuple[str, ...]
@@ -128,6 +148,8 @@ class ClusterRecords:
         self._lock = threading.Lock()
         self._services: dict[tuple[str, str], Service] = {}
         self._endpoints: dict[tuple[str, str], _RawEndpoints] = {}
+        #: EndpointSlices by (namespace, slice name); a Service's endpoints are their union.
+        self._slices: dict[tuple[str, str], _RawEndpoints] = {}
         self._pods: dict[tuple[str, str], _Pod] = {}
 
     # -- writes --------------------------------------------------------------------------------
@@ -149,6 +171,40 @@ class ClusterRecords:
     def delete_endpoints(self, namespace: str, name: str) -> None:
         with self._lock:
             self._endpoints.pop((namespace, name), None)
+
+    def upsert_endpoint_slice(self, obj: K8sObject) -> None:
+        raw = _raw_slice(obj)
+        with self._lock:
+            previous = self._slices.get(_key(obj))
+            self._slices[_key(obj)] = raw
+            for service in {raw.name, previous.name if previous else raw.name}:
+                self._merge_slices(raw.namespace, service)
+
+    def delete_endpoint_slice(self, namespace: str, name: str) -> None:
+        with self._lock:
+            gone = self._slices.pop((namespace, name), None)
+            if gone is not None:
+                self._merge_slices(namespace, gone.name)
+
+    def _merge_slices(self, namespace: str, service: str) -> None:
+        """The Endpoints view of a Service's slices (under the lock)."""
+        if not service:
+            return
+        parts = [
+            s
+            for (ns, _), s in sorted(self._slices.items())
+            if ns == namespace and s.name == service
+        ]
+        if not parts:
+            self._endpoints.pop((namespace, service), None)
+            return
+        ports: list[Port] = []
+        for part in parts:
+            ports.extend(p for p in part.ports if p not in ports)
+        addresses = tuple(a for part in parts for a in part.addresses)
+        self._endpoints[namespace, service] = _RawEndpoints(
+            namespace, service, addresses, tuple(ports)
+        )
 
     def upsert_pod(self, obj: K8sObject) -> None:
         pod = _pod_from_object(obj)
