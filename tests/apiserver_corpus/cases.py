@@ -590,3 +590,152 @@ def dry_run(wire: Wire) -> Observed:
     )
     after = wire.send("GET", f"/api/v1/namespaces/{ns}/configmaps/ghost")
     return {"created": created.status, "stored": after.status}
+
+
+def _spec_of(answer: Answer) -> Any:
+    return answer.field("spec") if answer.status < 300 else status_of(answer)
+
+
+@case
+def horizontal_pod_autoscalers(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-hpa")
+    path = f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers"
+    target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
+    defaulted = wire.send(
+        "POST",
+        path,
+        {"metadata": {"name": "web"}, "spec": {"scaleTargetRef": target, "maxReplicas": 3}},
+    )
+    inverted = wire.send(
+        "POST",
+        path,
+        {
+            "metadata": {"name": "bad"},
+            "spec": {"scaleTargetRef": {"kind": "Deployment"}, "minReplicas": 3, "maxReplicas": 2},
+        },
+    )
+    return {"defaulted": _spec_of(defaulted), "inverted": status_of(inverted)}
+
+
+@case
+def networking_objects(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-networking")
+    ingresses = f"/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses"
+    backend = {"service": {"name": "web", "port": {"number": 80}}}
+
+    def ingress(name: str, paths: list[dict[str, Any]] | None) -> Answer:
+        spec = {"rules": [{"http": {"paths": paths}}]} if paths is not None else {}
+        return wire.send("POST", ingresses, {"metadata": {"name": name}, "spec": spec})
+
+    policies = f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies"
+    ingress_only = wire.send(
+        "POST",
+        policies,
+        {"metadata": {"name": "in"}, "spec": {"ingress": [{"ports": [{"port": 80}]}]}},
+    )
+    both = wire.send("POST", policies, {"metadata": {"name": "both"}, "spec": {"egress": [{}]}})
+    return {
+        "ingress_empty": status_of(ingress("empty", None)),
+        "ingress_no_path_type": status_of(ingress("nopath", [{"path": "/", "backend": backend}])),
+        "ingress_bad_path_type": status_of(
+            ingress("badpath", [{"path": "/", "pathType": "Regex", "backend": backend}])
+        ),
+        "ingress_made": _spec_of(
+            ingress("web", [{"path": "/", "pathType": "Prefix", "backend": backend}])
+        ),
+        "ingress_class_no_controller": status_of(
+            wire.send(
+                "POST", "/apis/networking.k8s.io/v1/ingressclasses", {"metadata": {"name": "x"}}
+            )
+        ),
+        "policy_ingress_only": _spec_of(ingress_only),
+        "policy_with_egress": _spec_of(both),
+    }
+
+
+@case
+def priority_classes(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-priority")
+    classes = "/apis/scheduling.k8s.io/v1/priorityclasses"
+    builtin = {}
+    for name in ("system-node-critical", "system-cluster-critical"):
+        got = wire.send("GET", f"{classes}/{name}")
+        builtin[name] = {key: got.field(key) for key in ("value", "preemptionPolicy")}
+    made = wire.send("POST", classes, {"metadata": {"name": "corpus-high"}, "value": 1000})
+    changed = dict(made.body)
+    changed["value"] = 2000
+    reserved = wire.send("POST", classes, {"metadata": {"name": "system-corpus"}, "value": 1000})
+    too_high = wire.send(
+        "POST", classes, {"metadata": {"name": "corpus-huge"}, "value": 2000000000}
+    )
+    pods = f"/api/v1/namespaces/{ns}/pods"
+    critical = pod_body("critical")
+    critical["spec"]["priorityClassName"] = "system-node-critical"
+    unknown = pod_body("unknown")
+    unknown["spec"]["priorityClassName"] = "nope"
+    made_pod = wire.send("POST", pods, critical)
+    return {
+        "builtin": builtin,
+        "made": {"value": made.field("value"), "preemptionPolicy": made.field("preemptionPolicy")},
+        "value_changed": status_of(wire.send("PUT", f"{classes}/corpus-high", changed)),
+        "reserved_prefix": status_of(reserved),
+        "too_high": status_of(too_high),
+        "pod_critical": {
+            "status": made_pod.status,
+            "priority": made_pod.field("spec", "priority"),
+            "preemptionPolicy": made_pod.field("spec", "preemptionPolicy"),
+        },
+        "pod_unknown_class": status_of(wire.send("POST", pods, unknown)),
+    }
+
+
+@case
+def storage_node_and_certificates(wire: Wire) -> Observed:
+    classes = "/apis/storage.k8s.io/v1/storageclasses"
+    made = wire.send(
+        "POST", classes, {"metadata": {"name": "corpus-gp3"}, "provisioner": "ebs.csi.aws.com"}
+    )
+    moved = wire.send(
+        "PATCH", f"{classes}/corpus-gp3", {"provisioner": "other"}, content_type=MERGE
+    )
+    runtime = wire.send(
+        "POST", "/apis/node.k8s.io/v1/runtimeclasses", {"metadata": {"name": "kata"}}
+    )
+    csr = wire.send(
+        "POST",
+        "/apis/certificates.k8s.io/v1/certificatesigningrequests",
+        {"metadata": {"name": "corpus-csr"}, "spec": {"signerName": "example.com/x"}},
+    )
+    return {
+        "storage_class": {
+            key: made.field(key) for key in ("reclaimPolicy", "volumeBindingMode", "provisioner")
+        },
+        "provisioner_changed": status_of(moved),
+        "runtime_class_no_handler": status_of(runtime),
+        "csr_no_request": status_of(csr),
+    }
+
+
+@case
+def endpoint_slices(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-slices")
+    slices = f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices"
+    no_type = wire.send("POST", slices, {"metadata": {"name": "bare"}, "endpoints": []})
+    made = wire.send(
+        "POST",
+        slices,
+        {
+            "metadata": {"name": "web-abc", "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.0.0.1"]}],
+            "ports": [{"port": 80}],
+        },
+    )
+    return {
+        "no_address_type": status_of(no_type),
+        "made": {
+            "status": made.status,
+            "ports": made.field("ports"),
+            "endpoints": made.field("endpoints"),
+        },
+    }

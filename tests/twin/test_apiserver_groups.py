@@ -1,6 +1,9 @@
 """The API groups served from clustergate.twin.apiserver.groups, against the official client:
-discovery, built-in objects, defaulting, validation errors in the upstream form (422 Invalid
-with details.causes), Priority admission and SelfSubjectReview."""
+discovery, built-in objects, Priority admission, CSR approval and SelfSubjectReview.
+
+Their defaulting and 422 causes are compared with a real kube-apiserver's answers in
+tests/twin/test_apiserver_corpus.py (cases horizontal_pod_autoscalers, networking_objects,
+priority_classes, storage_node_and_certificates, endpoint_slices)."""
 
 from __future__ import annotations
 
@@ -89,12 +92,14 @@ def test_built_in_priority_classes_flow_control_and_gp2(api: client.ApiClient) -
     schemas = {
         fs.metadata.name: fs.spec.matching_precedence for fs in flow.list_flow_schema().items
     }
-    assert schemas["exempt"] == 1 and schemas["catch-all"] == 10000
+    assert schemas["exempt"] == 1
+    assert schemas["catch-all"] == 10000
     levels = {p.metadata.name: p.spec.type for p in flow.list_priority_level_configuration().items}
-    assert levels["exempt"] == "Exempt" and levels["workload-low"] == "Limited"
+    assert levels["exempt"] == "Exempt"
+    assert levels["workload-low"] == "Limited"
     (gp2,) = client.StorageV1Api(api).list_storage_class().items
     assert (gp2.metadata.name, gp2.provisioner) == ("gp2", "kubernetes.io/aws-ebs")
-    assert not (gp2.metadata.annotations or {}), "EKS 1.30+ does not mark gp2 default"
+    assert gp2.metadata.annotations is None, "EKS 1.30+ does not mark gp2 default"
 
 
 def test_priority_admission(twin: RunningServer, api: client.ApiClient) -> None:
@@ -137,109 +142,7 @@ def test_priority_admission(twin: RunningServer, api: client.ApiClient) -> None:
         scheduling.delete_priority_class("batch-low")
 
 
-def test_priority_class_validation(api: client.ApiClient) -> None:
-    scheduling = client.SchedulingV1Api(api)
-    status, body = error_of(
-        lambda: scheduling.create_priority_class({"metadata": {"name": "system-mine"}, "value": 5})
-    )
-    assert (status, body["reason"]) == (422, "Invalid")
-    assert body["details"]["causes"] == [
-        {
-            "reason": "FieldValueForbidden",
-            "message": "Forbidden: priority class names with 'system-' prefix are reserved",
-            "field": "metadata.name",
-        }
-    ]
-    status, body = error_of(
-        lambda: scheduling.create_priority_class({"metadata": {"name": "huge"}, "value": 2 * 10**9})
-    )
-    assert status == 422 and body["details"]["causes"][0]["field"] == "value"
-    scheduling.create_priority_class({"metadata": {"name": "fixed"}, "value": 10})
-    try:
-        status, body = error_of(lambda: scheduling.patch_priority_class("fixed", {"value": 11}))
-        assert status == 422
-        assert body["message"] == (
-            'PriorityClass.scheduling.k8s.io "fixed" is invalid: value: Forbidden: may not be '
-            "changed in an update."
-        ) or body["message"].endswith("value: Forbidden: may not be changed in an update.")
-    finally:
-        scheduling.delete_priority_class("fixed")
-
-
-def test_hpa_defaults_and_validation(twin: RunningServer, api: client.ApiClient) -> None:
-    ns = twin.namespace("hpa")
-    autoscaling = client.AutoscalingV2Api(api)
-    target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
-    created = autoscaling.create_namespaced_horizontal_pod_autoscaler(
-        ns, {"metadata": {"name": "web"}, "spec": {"scaleTargetRef": target, "maxReplicas": 3}}
-    )
-    assert created.spec.min_replicas == 1
-    (metric,) = created.spec.metrics
-    assert (metric.resource.name, metric.resource.target.average_utilization) == ("cpu", 80)
-    assert created.spec.behavior.scale_down.stabilization_window_seconds == 300
-    status, body = error_of(
-        lambda: autoscaling.create_namespaced_horizontal_pod_autoscaler(
-            ns,
-            {
-                "metadata": {"name": "bad"},
-                "spec": {
-                    "scaleTargetRef": {"kind": "Deployment"},
-                    "minReplicas": 3,
-                    "maxReplicas": 2,
-                },
-            },
-        )
-    )
-    assert status == 422
-    assert [c["field"] for c in body["details"]["causes"]] == [
-        "spec.scaleTargetRef.name",
-        "spec.maxReplicas",
-    ]
-    assert body["message"].startswith('HorizontalPodAutoscaler.autoscaling "bad" is invalid: [')
-
-
-def test_networking_storage_node_and_certificates(
-    twin: RunningServer, api: client.ApiClient
-) -> None:
-    ns = twin.namespace("networking")
-    networking = client.NetworkingV1Api(api)
-    policy = networking.create_namespaced_network_policy(
-        ns, {"metadata": {"name": "deny"}, "spec": {"podSelector": {}}}
-    )
-    assert policy.spec.policy_types == ["Ingress"]
-    status, body = error_of(
-        lambda: networking.create_namespaced_ingress(
-            ns, {"metadata": {"name": "empty"}, "spec": {}}
-        )
-    )
-    assert status == 422 and body["details"]["causes"][0]["field"] == "spec.rules"
-    rule = {
-        "http": {
-            "paths": [
-                {"path": "/", "backend": {"service": {"name": "web", "port": {"number": 80}}}}
-            ]
-        }
-    }
-    status, body = error_of(
-        lambda: networking.create_namespaced_ingress(
-            ns, {"metadata": {"name": "nopath"}, "spec": {"rules": [rule]}}
-        )
-    )
-    assert body["details"]["causes"][0]["field"] == "spec.rules[0].http.paths[0].pathType"
-
-    storage = client.StorageV1Api(api)
-    made = storage.create_storage_class(
-        {"metadata": {"name": "gp3"}, "provisioner": "ebs.csi.aws.com"}
-    )
-    assert (made.reclaim_policy, made.volume_binding_mode) == ("Delete", "Immediate")
-    status, body = error_of(lambda: storage.patch_storage_class("gp3", {"provisioner": "other"}))
-    assert status == 422 and body["details"]["causes"][0]["field"] == "provisioner"
-    storage.delete_storage_class("gp3")
-
-    node_api = client.NodeV1Api(api)
-    status, body = error_of(lambda: node_api.create_runtime_class({"metadata": {"name": "kata"}}))
-    assert status == 422 and body["details"]["causes"][0]["field"] == "handler"
-
+def test_csr_approval_subresource(api: client.ApiClient) -> None:
     certificates = client.CertificatesV1Api(api)
     pem = base64.b64encode(
         b"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n"

@@ -3,26 +3,14 @@ twin's clients rely on it (pkg/apis/*/v1/defaults.go, pkg/apis/*/validation)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from clustergate.twin.apiserver.names import LABEL_RULE, SUBDOMAIN_RULE, is_label, is_subdomain
 from clustergate.twin.apiserver.resources import ResourceType, group_of
 
 Obj = dict[str, Any]
 Cause = tuple[str, str, str]
 
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_SUBDOMAIN_RULE = (
-    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
-    "'.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used "
-    "for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
-)
-_LABEL_RULE = (
-    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and "
-    "must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex "
-    "used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
-)
 _LABEL_NAMED = frozenset({"namespaces", "services"})
 
 
@@ -225,15 +213,15 @@ def _name_causes(rt: ResourceType, name: str) -> list[Cause]:
             )
         ]
     if rt.plural in _LABEL_NAMED:
-        if len(name) > 63 or not _LABEL.match(name):
+        if not is_label(name):
             return [
-                ("metadata.name", "FieldValueInvalid", f'Invalid value: "{name}": {_LABEL_RULE}')
+                ("metadata.name", "FieldValueInvalid", f'Invalid value: "{name}": {LABEL_RULE}')
             ]
     elif rt.plural not in ("rolebindings", "roles", "clusterroles", "clusterrolebindings") and (
-        len(name) > 253 or not _SUBDOMAIN.match(name)
+        not is_subdomain(name)
     ):
         return [
-            ("metadata.name", "FieldValueInvalid", f'Invalid value: "{name}": {_SUBDOMAIN_RULE}')
+            ("metadata.name", "FieldValueInvalid", f'Invalid value: "{name}": {SUBDOMAIN_RULE}')
         ]
     return []
 

@@ -113,14 +113,16 @@ def invalid(rt: ResourceType, name: str, causes: list[tuple[str, str, str]]) -> 
     listed = ", ".join(f"{field}: {message}" for field, _, message in causes)
     if len(causes) > 1:
         listed = f"[{listed}]"
+    group = rt.invalid_group or rt.group
     details: dict[str, Any] = {"name": name}
-    if rt.group:
-        details["group"] = rt.group
+    if group:
+        details["group"] = group
     details["kind"] = rt.kind
     details["causes"] = [
         {"reason": reason, "message": message, "field": field} for field, reason, message in causes
     ]
-    return ApiError(422, "Invalid", f'{rt.kind} "{name}" is invalid: {listed}', details)
+    qualified_kind = f"{rt.kind}.{group}" if group else rt.kind
+    return ApiError(422, "Invalid", f'{qualified_kind} "{name}" is invalid: {listed}', details)
 
 
 def bad_request(message: str) -> ApiError:

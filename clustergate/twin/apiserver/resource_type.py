@@ -39,6 +39,9 @@ class ResourceType:
     storage: str = ""
     #: Whether updates bump metadata.generation when anything but metadata and status changes.
     tracks_generation: bool = False
+    #: The group a 422 names when it is not the served one: the API server qualifies the kind
+    #: by the internal type's first registered group, which for Ingress is still extensions.
+    invalid_group: str = ""
 
     @property
     def api_version(self) -> str:

@@ -31,6 +31,8 @@ def _default_rules(rules: Obj, defaults: Obj) -> None:
 
 
 def default_hpa(obj: Obj) -> None:
+    """Behavior's rules are filled in only where a behavior is given
+    (SetDefaults_HorizontalPodAutoscalerBehavior): an HPA made without one stores none."""
     spec = obj.setdefault("spec", {})
     spec.setdefault("minReplicas", 1)
     if not spec.get("metrics"):
@@ -46,18 +48,15 @@ def default_hpa(obj: Obj) -> None:
                 },
             }
         ]
-    behavior = spec.setdefault("behavior", {})
-    _default_rules(behavior.setdefault("scaleUp", {}), _SCALE_UP)
-    _default_rules(behavior.setdefault("scaleDown", {}), _SCALE_DOWN)
+    behavior = spec.get("behavior")
+    if behavior is not None:
+        _default_rules(behavior.setdefault("scaleUp", {}), _SCALE_UP)
+        _default_rules(behavior.setdefault("scaleDown", {}), _SCALE_DOWN)
 
 
 def validate_hpa(obj: Obj) -> list[Cause]:
     spec = obj.get("spec") or {}
     causes: list[Cause] = []
-    target = spec.get("scaleTargetRef") or {}
-    for key in ("kind", "name"):
-        if not target.get(key):
-            causes.append((f"spec.scaleTargetRef.{key}", "FieldValueRequired", "Required value"))
     minimum, maximum = spec.get("minReplicas", 1), spec.get("maxReplicas", 0)
     if isinstance(minimum, int) and minimum < 1:
         causes.append(
@@ -83,6 +82,10 @@ def validate_hpa(obj: Obj) -> list[Cause]:
                 f"Invalid value: {maximum}: must be greater than or equal to `minReplicas`",
             )
         )
+    target = spec.get("scaleTargetRef") or {}
+    for key in ("kind", "name"):
+        if not target.get(key):
+            causes.append((f"spec.scaleTargetRef.{key}", "FieldValueRequired", "Required value"))
     return causes
 
 

@@ -8,8 +8,12 @@ ADDRESS_TYPES = ("IPv4", "IPv6", "FQDN")
 
 
 def default_endpoint_slice(obj: Obj) -> None:
+    """SetDefaults_EndpointPort, and the conditions struct every endpoint serializes."""
     for port in obj.get("ports") or []:
+        port.setdefault("name", "")
         port.setdefault("protocol", "TCP")
+    for endpoint in obj.get("endpoints") or []:
+        endpoint.setdefault("conditions", {})
 
 
 def validate_endpoint_slice(obj: Obj) -> list[Cause]:

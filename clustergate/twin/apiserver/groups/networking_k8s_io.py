@@ -22,11 +22,13 @@ def validate_ingress(obj: Obj) -> list[Cause]:
     spec = obj.get("spec") or {}
     rules = spec.get("rules") or []
     if not spec.get("defaultBackend") and not rules:
+        # The bad value is the rules slice, printed as Go prints a nil or an empty one.
+        value = "[]networking.IngressRule" + ("{}" if "rules" in spec else "(nil)")
         return [
             (
-                "spec.rules",
+                "spec",
                 "FieldValueInvalid",
-                'Invalid value: "": either `defaultBackend` or `rules` must be specified',
+                f"Invalid value: {value}: either `defaultBackend` or `rules` must be specified",
             )
         ]
     causes: list[Cause] = []
@@ -75,6 +77,7 @@ GROUP = ApiGroup(
             ("ing",),
             subresources=(status("Ingress"),),
             tracks_generation=True,
+            invalid_group="extensions",
         ),
         ResourceType(
             "networking.k8s.io",

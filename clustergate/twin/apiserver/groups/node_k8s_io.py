@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from clustergate.twin.apiserver.names import LABEL_RULE, is_label
 from clustergate.twin.apiserver.resource_type import ApiGroup, Cause, Obj, ResourceType
 
 
 def validate_runtime_class(obj: Obj) -> list[Cause]:
-    if not obj.get("handler"):
-        return [("handler", "FieldValueRequired", "Required value")]
+    """The handler must be a DNS label; a missing one is the empty string, not "Required"."""
+    handler = obj.get("handler") or ""
+    if not is_label(handler):
+        return [("handler", "FieldValueInvalid", f'Invalid value: "{handler}": {LABEL_RULE}')]
     return []
 
 

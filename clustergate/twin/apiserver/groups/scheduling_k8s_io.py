@@ -21,7 +21,6 @@ SYSTEM_CLASSES: tuple[tuple[str, int, str], ...] = (
         "another node if necessary.",
     ),
 )
-_SYSTEM_NAMES = {name for name, _, _ in SYSTEM_CLASSES}
 PREEMPTION_POLICIES = ("Never", "PreemptLowerPriority")
 
 
@@ -33,24 +32,21 @@ def validate_priority_class(obj: Obj) -> list[Cause]:
     name = obj["metadata"].get("name") or ""
     value = obj.get("value")
     causes: list[Cause] = []
-    if name in _SYSTEM_NAMES:
-        wanted = next(v for n, v, _ in SYSTEM_CLASSES if n == name)
-        if value != wanted:
+    if name.startswith("system-"):
+        known = next((v for n, v, _ in SYSTEM_CLASSES if n == name), None)
+        if known is None:
+            why = f"{name} is not a known system priority class"
+        elif value != known:
+            why = f"value of {name} PriorityClass must be {known}"
+        if known is None or value != known:
             causes.append(
                 (
                     "metadata.name",
                     "FieldValueForbidden",
-                    f"Forbidden: priority class name {name} is reserved for a system class",
+                    "Forbidden: priority class names with 'system-' prefix are reserved for "
+                    f"system use only. error: {why}",
                 )
             )
-    elif name.startswith("system-"):
-        causes.append(
-            (
-                "metadata.name",
-                "FieldValueForbidden",
-                "Forbidden: priority class names with 'system-' prefix are reserved",
-            )
-        )
     elif isinstance(value, int) and value > HIGHEST_USER_PRIORITY:
         causes.append(
             (
@@ -76,12 +72,21 @@ def validate_priority_class(obj: Obj) -> list[Cause]:
 
 
 def validate_priority_class_update(old: Obj, new: Obj) -> list[Cause]:
+    """ValidatePriorityClassUpdate, whose path for the value is spelled "Value"."""
     causes: list[Cause] = []
-    for key in ("value", "preemptionPolicy"):
-        if old.get(key) != new.get(key):
-            causes.append(
-                (key, "FieldValueForbidden", "Forbidden: may not be changed in an update.")
+    if old.get("value") != new.get("value"):
+        causes.append(
+            ("Value", "FieldValueForbidden", "Forbidden: may not be changed in an update.")
+        )
+    policy = new.get("preemptionPolicy")
+    if old.get("preemptionPolicy") != policy:
+        causes.append(
+            (
+                "preemptionPolicy",
+                "FieldValueInvalid",
+                f'Invalid value: "{policy}": field is immutable',
             )
+        )
     return causes
 
 
