@@ -1,0 +1,369 @@
+"""Dynamic admission in the twin's API server: webhook configurations made through the API
+call a real HTTPS webhook (a small server in this test, with its own CA given as caBundle)
+with an AdmissionReview v1, and their answers (patches, refusals, failures) reach the client
+as kube-apiserver answers them.
+
+One API server and one webhook server serve the whole module; each test installs its own
+configuration and removes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from clustergate.twin.apiserver.tls import issue_serving_files
+from tests.twin.test_apiserver import RunningServer, error_of, pod_body
+
+Obj = dict[str, Any]
+Responder = Callable[[Obj], Obj]
+SERVICE_NAME = "hooks"
+SERVICE_NAMESPACE = "webhooks"
+
+
+def allow(review: Obj) -> Obj:
+    return {"allowed": True}
+
+
+class WebhookServer:
+    """An HTTPS admission webhook: records every AdmissionReview, answers what ``responder``
+    says (its ``response`` without the uid, which the server fills in)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.files = issue_serving_files(
+            directory,
+            [f"{SERVICE_NAME}.{SERVICE_NAMESPACE}.svc"],
+            ["127.0.0.1"],
+            subject="webhook",
+            stem="webhook",
+        )
+        self.reviews: list[tuple[str, Obj]] = []
+        self.responder: Responder = allow
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.reviews.append((self.path, body))
+                response = {**server.responder(body), "uid": body["request"]["uid"]}
+                review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}
+                raw = json.dumps({**review, "response": response}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.files.cert, self.files.key)
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def ca_bundle(self) -> str:
+        return base64.b64encode(self.files.ca_cert.read_bytes()).decode()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = RunningServer(tmp_path_factory.mktemp("admission"))
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def hook_server(
+    twin: RunningServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WebhookServer]:
+    server = WebhookServer(tmp_path_factory.mktemp("webhook"))
+    core = client.CoreV1Api(twin.api())
+    twin.namespace(SERVICE_NAMESPACE)
+    core.create_namespaced_service(
+        SERVICE_NAMESPACE,
+        {
+            "metadata": {"name": SERVICE_NAME},
+            "spec": {"ports": [{"name": "https", "port": 443, "targetPort": server.port}]},
+        },
+    )
+    core.create_namespaced_endpoints(
+        SERVICE_NAMESPACE,
+        {
+            "metadata": {"name": SERVICE_NAME},
+            "subsets": [
+                {
+                    "addresses": [{"ip": "127.0.0.1"}],
+                    "ports": [{"name": "https", "port": server.port}],
+                }
+            ],
+        },
+    )
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def hooks(hook_server: WebhookServer) -> Iterator[WebhookServer]:
+    hook_server.reviews.clear()
+    hook_server.responder = allow
+    yield hook_server
+    hook_server.responder = allow
+
+
+@pytest.fixture(scope="module")
+def registration(twin: RunningServer) -> client.AdmissionregistrationV1Api:
+    return client.AdmissionregistrationV1Api(twin.api())
+
+
+@pytest.fixture
+def ns(twin: RunningServer, request: pytest.FixtureRequest) -> str:
+    return twin.namespace(request.node.name.replace("_", "-").lower()[:50].strip("-"))
+
+
+@pytest.fixture(scope="module")
+def core(twin: RunningServer) -> client.CoreV1Api:
+    return client.CoreV1Api(twin.api())
+
+
+def webhook(
+    name: str, client_config: Obj, resources: tuple[str, ...] = ("pods",), **fields: Any
+) -> Obj:
+    return {
+        "name": name,
+        "clientConfig": client_config,
+        "rules": [
+            {
+                "operations": ["CREATE", "UPDATE"],
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "resources": list(resources),
+            }
+        ],
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+        **fields,
+    }
+
+
+def by_service(hooks: WebhookServer, path: str = "/validate") -> Obj:
+    service = {"namespace": SERVICE_NAMESPACE, "name": SERVICE_NAME, "path": path}
+    return {"service": service, "caBundle": hooks.ca_bundle}
+
+
+def by_url(hooks: WebhookServer, path: str = "/validate") -> Obj:
+    return {"url": f"https://127.0.0.1:{hooks.port}{path}", "caBundle": hooks.ca_bundle}
+
+
+@pytest.fixture
+def install(
+    registration: client.AdmissionregistrationV1Api,
+) -> Iterator[Callable[[str, str, list[Obj]], None]]:
+    made: list[tuple[str, str]] = []
+
+    def make(kind: str, name: str, webhooks: list[Obj]) -> None:
+        body = {"metadata": {"name": name}, "webhooks": webhooks}
+        if kind == "validating":
+            registration.create_validating_webhook_configuration(body)
+        else:
+            registration.create_mutating_webhook_configuration(body)
+        made.append((kind, name))
+
+    yield make
+    for kind, name in made:
+        if kind == "validating":
+            registration.delete_validating_webhook_configuration(name)
+        else:
+            registration.delete_mutating_webhook_configuration(name)
+
+
+def test_webhook_gets_the_admission_review_the_api_server_sends(
+    twin: RunningServer, hooks: WebhookServer, install: Any, core: client.CoreV1Api, ns: str
+) -> None:
+    install("validating", "review", [webhook("review.example.com", by_service(hooks, "/check"))])
+    core.create_namespaced_pod(ns, pod_body("reviewed", labels={"app": "x"}))
+    path, review = hooks.reviews[-1]
+    assert path.startswith("/check?timeout=10s")
+    assert (review["apiVersion"], review["kind"]) == ("admission.k8s.io/v1", "AdmissionReview")
+    request = review["request"]
+    assert request["uid"]
+    assert request["kind"] == {"group": "", "version": "v1", "kind": "Pod"}
+    assert request["resource"] == {"group": "", "version": "v1", "resource": "pods"}
+    assert (request["namespace"], request["name"], request["operation"]) == (
+        ns,
+        "reviewed",
+        "CREATE",
+    )
+    assert request["userInfo"]["username"] == "kubernetes-admin"
+    assert "system:masters" in request["userInfo"]["groups"]
+    assert request["object"]["metadata"]["labels"] == {"app": "x"}
+    assert request["oldObject"] is None
+    assert request["dryRun"] is False
+
+    core.patch_namespaced_pod("reviewed", ns, {"metadata": {"labels": {"app": "y"}}})
+    update = hooks.reviews[-1][1]["request"]
+    assert update["operation"] == "UPDATE"
+    assert update["oldObject"]["metadata"]["labels"] == {"app": "x"}
+    assert update["object"]["metadata"]["labels"] == {"app": "y"}
+
+
+def test_refusal_names_the_webhook_and_its_message(
+    hooks: WebhookServer, install: Any, core: client.CoreV1Api, ns: str
+) -> None:
+    hooks.responder = lambda review: {
+        "allowed": False,
+        "status": {"code": 403, "reason": "Forbidden", "message": "no limits"},
+    }
+    install("validating", "deny", [webhook("deny.example.com", by_url(hooks))])
+    status, body = error_of(lambda: core.create_namespaced_pod(ns, pod_body("refused")))
+    assert status == 403
+    assert body["message"] == 'admission webhook "deny.example.com" denied the request: no limits'
+    hooks.responder = lambda review: {"allowed": False}
+    status, body = error_of(lambda: core.create_namespaced_pod(ns, pod_body("refused")))
+    assert (status, body["message"]) == (
+        400,
+        'admission webhook "deny.example.com" denied the request without explanation',
+    )
+
+
+def test_unreachable_webhook_fails_closed_or_is_ignored_by_its_failure_policy(
+    hooks: WebhookServer, install: Any, core: client.CoreV1Api, ns: str
+) -> None:
+    gone = {"service": {"namespace": SERVICE_NAMESPACE, "name": "nothing-here"}}
+    install(
+        "validating",
+        "unreachable-ignored",
+        [webhook("ignored.example.com", gone, failurePolicy="Ignore")],
+    )
+    core.create_namespaced_pod(ns, pod_body("passes"))
+    install("validating", "unreachable-fails", [webhook("fails.example.com", gone)])
+    status, body = error_of(lambda: core.create_namespaced_pod(ns, pod_body("blocked")))
+    assert status == 500
+    assert body["message"].startswith(
+        'Internal error occurred: failed calling webhook "fails.example.com": '
+    )
+    assert 'service "nothing-here" not found' in body["message"]
+
+
+def test_wrong_ca_bundle_is_a_failed_call(
+    hooks: WebhookServer, install: Any, core: client.CoreV1Api, ns: str, tmp_path: Path
+) -> None:
+    other = issue_serving_files(tmp_path, ["x.example.com"], ["127.0.0.1"], stem="other")
+    config = {**by_url(hooks), "caBundle": base64.b64encode(other.ca_cert.read_bytes()).decode()}
+    install("validating", "bad-ca", [webhook("bad-ca.example.com", config)])
+    status, body = error_of(lambda: core.create_namespaced_pod(ns, pod_body("untrusted")))
+    assert status == 500
+    assert "certificate verify failed" in body["message"]
+    assert not hooks.reviews
+
+
+def test_selectors_and_rules_choose_the_requests_a_webhook_sees(
+    twin: RunningServer, hooks: WebhookServer, install: Any, core: client.CoreV1Api, ns: str
+) -> None:
+    core.patch_namespace(ns, {"metadata": {"labels": {"policy": "enforced"}}})
+    selected = webhook(
+        "selected.example.com",
+        by_url(hooks, "/selected"),
+        namespaceSelector={"matchLabels": {"policy": "enforced"}},
+        objectSelector={"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]},
+    )
+    services_only = webhook("services.example.com", by_url(hooks, "/services"), ("services",))
+    status_only = webhook("status.example.com", by_url(hooks, "/status"), ("pods/status",))
+    install("validating", "selected", [selected, services_only, status_only])
+    other = twin.namespace(f"{ns[:40]}-other")
+
+    core.create_namespaced_pod(ns, pod_body("seen"))
+    core.create_namespaced_pod(ns, pod_body("skipped", labels={"skip": "yes"}))
+    core.create_namespaced_pod(other, pod_body("elsewhere"))
+    core.patch_namespaced_pod_status("seen", ns, {"status": {"phase": "Running"}})
+    seen = [(path.partition("?")[0], review["request"]) for path, review in hooks.reviews]
+    assert [(path, r["name"], r.get("subResource", "")) for path, r in seen] == [
+        ("/selected", "seen", ""),
+        ("/status", "seen", "status"),
+    ]
+
+
+def test_mutating_patches_apply_in_order_before_validation(
+    hooks: WebhookServer, install: Any, core: client.CoreV1Api, ns: str
+) -> None:
+    def answer(review: Obj) -> Obj:
+        path = hooks.reviews[-1][0].partition("?")[0]
+        labels = review["request"]["object"]["metadata"].get("labels") or {}
+        if path == "/first":
+            patch = [{"op": "add", "path": "/metadata/labels", "value": {"order": "first"}}]
+        elif path == "/second":
+            patch = [{"op": "replace", "path": "/metadata/labels/order", "value": "second"}]
+            assert labels == {"order": "first"}
+        else:
+            return {"allowed": labels == {"order": "second"}}
+        encoded = base64.b64encode(json.dumps(patch).encode()).decode()
+        return {"allowed": True, "patchType": "JSONPatch", "patch": encoded}
+
+    hooks.responder = answer
+    install("validating", "judge", [webhook("judge.example.com", by_url(hooks, "/judge"))])
+    install(
+        "mutating",
+        "a-labels",
+        [
+            webhook("first.example.com", by_url(hooks, "/first")),
+            webhook("second.example.com", by_url(hooks, "/second")),
+        ],
+    )
+    created = core.create_namespaced_pod(ns, pod_body("patched"))
+    assert created.metadata.labels == {"order": "second"}
+    paths = [path.partition("?")[0] for path, _ in hooks.reviews]
+    assert paths == ["/first", "/second", "/judge"]
+
+
+def test_dry_run_reaches_only_webhooks_without_side_effects(
+    hooks: WebhookServer, install: Any, core: client.CoreV1Api, ns: str
+) -> None:
+    install(
+        "validating",
+        "side-effects",
+        [webhook("effects.example.com", by_url(hooks), sideEffects="NoneOnDryRun")],
+    )
+    core.create_namespaced_pod(ns, pod_body("dry"), dry_run="All")
+    assert hooks.reviews[-1][1]["request"]["dryRun"] is True
+
+
+def test_configurations_are_validated_and_defaulted(
+    registration: client.AdmissionregistrationV1Api, hooks: WebhookServer, install: Any
+) -> None:
+    bad = webhook("short.name", by_url(hooks), sideEffects="Unknown")
+    status, body = error_of(
+        lambda: registration.create_validating_webhook_configuration(
+            {"metadata": {"name": "bad"}, "webhooks": [bad]}
+        )
+    )
+    assert status == 422
+    causes = [(cause["field"], cause["reason"]) for cause in body["details"]["causes"]]
+    assert causes == [
+        ("webhooks[0].name", "FieldValueInvalid"),
+        ("webhooks[0].sideEffects", "FieldValueNotSupported"),
+    ]
+    install("mutating", "defaults", [webhook("defaults.example.com", by_url(hooks))])
+    stored = registration.read_mutating_webhook_configuration("defaults").webhooks[0]
+    assert (stored.failure_policy, stored.timeout_seconds, stored.reinvocation_policy) == (
+        "Fail",
+        10,
+        "Never",
+    )
+    assert stored.rules[0].scope == "*"
