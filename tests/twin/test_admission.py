@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-import ssl
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,64 +20,11 @@ from kubernetes import client
 
 from clustergate.twin.apiserver.tls import issue_serving_files
 from tests.twin.test_apiserver import RunningServer, error_of, pod_body
+from tests.webhook_server import WebhookServer, allow
 
 Obj = dict[str, Any]
-Responder = Callable[[Obj], Obj]
 SERVICE_NAME = "hooks"
 SERVICE_NAMESPACE = "webhooks"
-
-
-def allow(review: Obj) -> Obj:
-    return {"allowed": True}
-
-
-class WebhookServer:
-    """An HTTPS admission webhook: records every AdmissionReview, answers what ``responder``
-    says (its ``response`` without the uid, which the server fills in)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.files = issue_serving_files(
-            directory,
-            [f"{SERVICE_NAME}.{SERVICE_NAMESPACE}.svc"],
-            ["127.0.0.1"],
-            subject="webhook",
-            stem="webhook",
-        )
-        self.reviews: list[tuple[str, Obj]] = []
-        self.responder: Responder = allow
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.reviews.append((self.path, body))
-                response = {**server.responder(body), "uid": body["request"]["uid"]}
-                review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}
-                raw = json.dumps({**review, "response": response}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.files.cert, self.files.key)
-        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def ca_bundle(self) -> str:
-        return base64.b64encode(self.files.ca_cert.read_bytes()).decode()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +38,9 @@ def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 def hook_server(
     twin: RunningServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WebhookServer]:
-    server = WebhookServer(tmp_path_factory.mktemp("webhook"))
+    server = WebhookServer(
+        tmp_path_factory.mktemp("webhook"), (f"{SERVICE_NAME}.{SERVICE_NAMESPACE}.svc",)
+    )
     core = client.CoreV1Api(twin.api())
     twin.namespace(SERVICE_NAMESPACE)
     core.create_namespaced_service(
@@ -169,7 +115,7 @@ def by_service(hooks: WebhookServer, path: str = "/validate") -> Obj:
 
 
 def by_url(hooks: WebhookServer, path: str = "/validate") -> Obj:
-    return {"url": f"https://127.0.0.1:{hooks.port}{path}", "caBundle": hooks.ca_bundle}
+    return {"url": hooks.url(path), "caBundle": hooks.ca_bundle}
 
 
 @pytest.fixture
