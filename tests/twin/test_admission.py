@@ -313,3 +313,97 @@ def test_configurations_are_validated_and_defaulted(
         "Never",
     )
     assert stored.rules[0].scope == "*"
+
+
+# ---- ValidatingAdmissionPolicy (CEL)
+
+LIMITS_POLICY = {
+    "metadata": {"name": "require-limits"},
+    "spec": {
+        "failurePolicy": "Fail",
+        "matchConstraints": {
+            "resourceRules": [
+                {
+                    "apiGroups": [""],
+                    "apiVersions": ["v1"],
+                    "operations": ["CREATE", "UPDATE"],
+                    "resources": ["pods"],
+                }
+            ]
+        },
+        "validations": [
+            {
+                "expression": "object.spec.containers.all(c, has(c.resources) && "
+                "has(c.resources.limits) && 'cpu' in c.resources.limits)",
+                "messageExpression": "'container ' + object.spec.containers[0].name + "
+                "' of ' + object.metadata.name + ' sets no CPU limit'",
+            },
+            {"expression": "object.metadata.name.size() < 20"},
+        ],
+    },
+}
+
+
+@pytest.fixture
+def policy(registration: client.AdmissionregistrationV1Api) -> Iterator[Callable[[Obj], None]]:
+    registration.create_validating_admission_policy(LIMITS_POLICY)
+    bindings: list[str] = []
+
+    def bind(spec: Obj) -> None:
+        name = f"require-limits-{len(bindings)}"
+        body = {"metadata": {"name": name}, "spec": {"policyName": "require-limits", **spec}}
+        registration.create_validating_admission_policy_binding(body)
+        bindings.append(name)
+
+    yield bind
+    for name in bindings:
+        registration.delete_validating_admission_policy_binding(name)
+    registration.delete_validating_admission_policy("require-limits")
+
+
+def limited_pod(name: str) -> Obj:
+    body = pod_body(name)
+    body["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "100m"}}
+    return body
+
+
+def test_policy_without_binding_judges_nothing(
+    policy: Any, core: client.CoreV1Api, ns: str
+) -> None:
+    core.create_namespaced_pod(ns, pod_body("unbound"))
+
+
+def test_bound_policy_denies_with_its_message(policy: Any, core: client.CoreV1Api, ns: str) -> None:
+    policy({"validationActions": ["Deny"]})
+    status, body = error_of(lambda: core.create_namespaced_pod(ns, pod_body("unlimited")))
+    assert status == 422
+    assert body["message"] == (
+        "pods \"unlimited\" is forbidden: ValidatingAdmissionPolicy 'require-limits' with "
+        "binding 'require-limits-0' denied request: container main of unlimited sets no CPU "
+        "limit"
+    )
+    core.create_namespaced_pod(ns, limited_pod("limited"))
+    status, body = error_of(
+        lambda: core.create_namespaced_pod(ns, limited_pod("a-name-of-twenty-chars"))
+    )
+    assert status == 422
+    assert body["message"].endswith(
+        "denied request: failed expression: object.metadata.name.size() < 20"
+    )
+
+
+def test_binding_match_resources_and_actions_narrow_the_policy(
+    twin: RunningServer, policy: Any, core: client.CoreV1Api, ns: str
+) -> None:
+    core.patch_namespace(ns, {"metadata": {"labels": {"limits": "required"}}})
+    policy(
+        {
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"limits": "required"}}},
+        }
+    )
+    policy({"validationActions": ["Audit"]})
+    other = twin.namespace(f"{ns[:40]}-free")
+    core.create_namespaced_pod(other, pod_body("free"))
+    status, _ = error_of(lambda: core.create_namespaced_pod(ns, pod_body("held")))
+    assert status == 422
