@@ -95,6 +95,8 @@ def kyverno(twin: RunningTwin, tmp_path: Path) -> Iterator[WebhookServer]:
     path.write_text(yaml.safe_dump(manifest))
     applied = kubectl(twin, "apply", "-f", str(path))
     assert applied.returncode == 0, applied.stderr
+    listed = kubectl(twin, "get", "validatingwebhookconfigurations", CONFIGURATION)
+    assert listed.stdout.split()[:5] == ["NAME", "WEBHOOKS", "AGE", CONFIGURATION, "1"]
     try:
         yield server
     finally:
