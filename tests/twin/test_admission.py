@@ -10,6 +10,7 @@ configuration and removes it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,9 @@ import pytest
 from kubernetes import client
 
 from clustergate.twin.apiserver.tls import issue_serving_files
+from clustergate.twin.kubeclient import KubeClient
+from clustergate.twin.pod_identity_webhook import CONFIGURATION, SKIP_LABEL, PodIdentityWebhook
+from clustergate.twin.pod_identity_webhook.mutation import Flags
 from tests.twin.test_apiserver import RunningServer, error_of, pod_body
 from tests.webhook_server import WebhookServer, allow
 
@@ -407,3 +411,138 @@ def test_binding_match_resources_and_actions_narrow_the_policy(
     core.create_namespaced_pod(other, pod_body("free"))
     status, _ = error_of(lambda: core.create_namespaced_pod(ns, pod_body("held")))
     assert status == 422
+
+
+# ---- the pod identity webhook, registered as EKS registers it
+
+
+@pytest.fixture(scope="module")
+def pod_identity_server(
+    twin: RunningServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PodIdentityWebhook]:
+    server = twin.server
+    webhook = PodIdentityWebhook(
+        tmp_path_factory.mktemp("pod-identity"),
+        twin.netmap,
+        lambda: KubeClient(server.url, server.ca_pem_path, server.internal_token),
+        Flags(aws_default_region=twin.settings.network.region),
+    )
+    twin.call(webhook.start())
+    yield webhook
+    twin.call(webhook.stop())
+
+
+@pytest.fixture
+def pod_identity(
+    twin: RunningServer,
+    pod_identity_server: PodIdentityWebhook,
+    registration: client.AdmissionregistrationV1Api,
+) -> Iterator[None]:
+    server = twin.server
+
+    async def register() -> None:
+        kube = KubeClient(server.url, server.ca_pem_path, server.internal_token)
+        try:
+            await pod_identity_server.register(kube)
+        finally:
+            await kube.close()
+
+    twin.call(register())
+    yield
+    with contextlib.suppress(client.ApiException):
+        registration.delete_mutating_webhook_configuration(CONFIGURATION)
+
+
+def _irsa_account(core: client.CoreV1Api, ns: str, name: str, annotations: dict[str, str]) -> None:
+    core.create_namespaced_service_account(
+        ns, {"metadata": {"name": name, "annotations": annotations}}
+    )
+
+
+ROLE = "arn:aws:iam::123456789012:role/app"
+MOUNT = "/var/run/secrets/eks.amazonaws.com/serviceaccount"
+
+
+def test_webhook_mutates_pods_of_annotated_accounts(
+    twin: RunningServer, pod_identity: None, core: client.CoreV1Api, ns: str
+) -> None:
+    _irsa_account(
+        core,
+        ns,
+        "irsa",
+        {
+            "eks.amazonaws.com/role-arn": ROLE,
+            "eks.amazonaws.com/sts-regional-endpoints": "true",
+            "eks.amazonaws.com/audience": "custom-aud",
+        },
+    )
+    body = pod_body("mutated")
+    body["metadata"]["annotations"] = {
+        "eks.amazonaws.com/token-expiration": "100",
+        "eks.amazonaws.com/skip-containers": "skipped",
+    }
+    body["spec"]["serviceAccountName"] = "irsa"
+    body["spec"]["initContainers"] = [{"name": "init", "image": "busybox"}]
+    body["spec"]["containers"].append({"name": "skipped", "image": "busybox"})
+    pod = core.create_namespaced_pod(ns, body)
+    region = twin.settings.network.region
+
+    main = pod.spec.containers[0]
+    env = {e.name: e.value for e in main.env}
+    assert env == {
+        "AWS_STS_REGIONAL_ENDPOINTS": "regional",
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+        "AWS_ROLE_ARN": ROLE,
+        "AWS_WEB_IDENTITY_TOKEN_FILE": f"{MOUNT}/token",
+    }
+    assert [(m.name, m.mount_path, m.read_only) for m in main.volume_mounts] == [
+        ("aws-iam-token", MOUNT, True)
+    ]
+    assert {e.name for e in pod.spec.init_containers[0].env} >= {"AWS_ROLE_ARN"}
+    assert not pod.spec.containers[1].env
+    assert not pod.spec.containers[1].volume_mounts
+    volume = next(v for v in pod.spec.volumes if v.name == "aws-iam-token")
+    token = volume.projected.sources[0].service_account_token
+    assert (token.audience, token.expiration_seconds, token.path) == ("custom-aud", 600, "token")
+
+
+def test_webhook_leaves_other_pods_alone(
+    pod_identity: None, core: client.CoreV1Api, ns: str
+) -> None:
+    _irsa_account(core, ns, "plain", {})
+    _irsa_account(core, ns, "irsa", {"eks.amazonaws.com/role-arn": ROLE})
+    plain = pod_body("plain")
+    plain["spec"]["serviceAccountName"] = "plain"
+    assert not core.create_namespaced_pod(ns, plain).spec.volumes
+    preset = pod_body("preset")
+    preset["spec"]["serviceAccountName"] = "irsa"
+    preset["spec"]["containers"][0]["env"] = [{"name": "AWS_ROLE_ARN", "value": "mine"}]
+    pod = core.create_namespaced_pod(ns, preset)
+    env = {e.name: e.value for e in pod.spec.containers[0].env}
+    assert env["AWS_ROLE_ARN"] == "mine"
+    assert "AWS_WEB_IDENTITY_TOKEN_FILE" not in env
+    assert "AWS_STS_REGIONAL_ENDPOINTS" not in env
+    token = next(v for v in pod.spec.volumes if v.name == "aws-iam-token").projected.sources[0]
+    assert token.service_account_token.audience == "sts.amazonaws.com"
+    assert token.service_account_token.expiration_seconds == 86400
+
+
+def test_without_its_configuration_the_webhook_injects_nothing(
+    pod_identity: None,
+    registration: client.AdmissionregistrationV1Api,
+    core: client.CoreV1Api,
+    ns: str,
+) -> None:
+    """What an operator's ``kubectl delete mutatingwebhookconfiguration pod-identity-webhook``
+    does on EKS, and the skip label on a single pod."""
+    _irsa_account(core, ns, "irsa", {"eks.amazonaws.com/role-arn": ROLE})
+    skipped = pod_body("skipped", labels={SKIP_LABEL: "true"})
+    skipped["spec"]["serviceAccountName"] = "irsa"
+    assert not core.create_namespaced_pod(ns, skipped).spec.volumes
+    registration.delete_mutating_webhook_configuration(CONFIGURATION)
+    body = pod_body("unmutated")
+    body["spec"]["serviceAccountName"] = "irsa"
+    pod = core.create_namespaced_pod(ns, body)
+    assert not pod.spec.volumes
+    assert not pod.spec.containers[0].env

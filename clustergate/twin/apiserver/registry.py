@@ -23,7 +23,6 @@ from clustergate.twin.apiserver.priority import admit_priority
 from clustergate.twin.apiserver.resources import RESOURCES, ResourceType, group_of, resource
 from clustergate.twin.apiserver.selectors import FieldSelector, LabelSelector
 from clustergate.twin.apiserver.store import Key, Obj, Store, Watcher
-from clustergate.twin.pod_identity_webhook.mutation import Flags, mutate_pod
 from clustergate.twin.settings import TwinSettings
 
 NAMESPACES = resource("", "v1", "namespaces")
@@ -364,9 +363,6 @@ class Registry:
                 f'"{account}" not found',
             )
         admit_priority(rt, self.store, pod, asked_priority)
-        if not self.settings.has_fault("webhook-off"):
-            flags = Flags(aws_default_region=self.settings.network.region)
-            mutate_pod(pod, service_account, flags)
 
     def _allocate_service(self, rt: ResourceType, obj: Obj) -> None:
         spec = obj["spec"]

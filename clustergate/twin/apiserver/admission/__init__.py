@@ -111,7 +111,12 @@ class Admission:
         if request.dry_run and side_effects not in ("None", "NoneOnDryRun"):
             raise webhooks.dry_run_unsupported(hook.name)
         body = webhooks.review(
-            request.attrs, request.obj, request.old, request.user, request.dry_run
+            request.attrs,
+            request.obj,
+            request.old,
+            request.user,
+            request.dry_run,
+            hook.review_version,
         )
         try:
             endpoint = self._endpoint(hook)

@@ -54,6 +54,12 @@ class Hook:
         return self.spec.get("failurePolicy", "Fail") != "Ignore"
 
     @property
+    def review_version(self) -> str:
+        """The first of admissionReviewVersions the API server speaks, as upstream picks."""
+        versions = self.spec.get("admissionReviewVersions") or []
+        return next((v for v in versions if v in ("v1", "v1beta1")), "v1")
+
+    @property
     def timeout_s(self) -> int:
         return int(self.spec.get("timeoutSeconds") or DEFAULT_TIMEOUT_S)
 
@@ -91,8 +97,9 @@ def review(
     old: Obj | None,
     user: tuple[str, tuple[str, ...]],
     dry_run: bool,
+    version: str = "v1",
 ) -> Obj:
-    """The AdmissionReview v1 request body."""
+    """The AdmissionReview request body (v1 and v1beta1 have the same shape)."""
     username, groups = user
     request: Obj = {
         "uid": str(uuid.uuid4()),
@@ -117,7 +124,11 @@ def review(
         request["requestSubResource"] = attrs.subresource
     if attrs.namespaced:
         request["namespace"] = attrs.namespace
-    return {"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1", "request": request}
+    return {
+        "kind": "AdmissionReview",
+        "apiVersion": f"admission.k8s.io/{version}",
+        "request": request,
+    }
 
 
 def denied(name: str, status: Obj | None) -> ApiError:
