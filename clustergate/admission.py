@@ -55,7 +55,12 @@ def _message(error: ApiException) -> str:
 
 def refusal(error: ApiException) -> Refusal | None:
     """The admission refusal ``error`` carries, or None when it is another kind of error."""
-    message = _message(error)
+    return refusal_in(_message(error))
+
+
+def refusal_in(message: str) -> Refusal | None:
+    """The admission refusal an API message states (a create's answer, or a controller's
+    FailedCreate condition that quotes it), or None."""
     found = _WEBHOOK_DENIED.search(message)
     if found:
         reason = found["rest"].removeprefix(":").strip() or "without explanation"

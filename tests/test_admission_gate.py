@@ -11,13 +11,18 @@ twin stays healthy.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
 
+from clustergate import workloads
+from clustergate.kube import connect
+from clustergate.runctx import RunContext
 from tests.conftest import RunningTwin
 from tests.webhook_server import WebhookServer
 
@@ -25,6 +30,8 @@ Obj = dict[str, Any]
 CONFIGURATION = "kyverno-resource-validating-webhook-cfg"
 WEBHOOK = "validate.kyverno.svc-fail"
 REASON = "CPU and memory limits are required"
+#: Far more than a refusal takes to show, so a test that waits it out is plainly wrong.
+DEADLINE_S = 60.0
 
 
 def require_limits(review: Obj) -> Obj:
@@ -116,3 +123,30 @@ def test_gate_fails_naming_the_webhook_that_refused_its_pods(
     assert REASON in output, output[-3000:]
     assert "validatingwebhookconfigurations" in output, output[-3000:]
     assert "timed out" not in output, output[-3000:]
+
+
+def test_deployment_whose_pods_are_refused_fails_at_once_naming_the_webhook(
+    twin: RunningTwin, kyverno: WebhookServer
+) -> None:
+    """Pods a controller creates: the refusal is in the ReplicaSet's ReplicaFailure condition,
+    and the wait for the Deployment reports it instead of running out its deadline."""
+    cluster = connect(str(twin.kubeconfig), None)
+    core = cluster.core()
+    namespace = "admission-refused-deployment"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    run = RunContext(cluster, "cg-admission-test", namespace, {})
+    started = time.monotonic()
+    try:
+        with pytest.raises(AssertionError) as refused:
+            workloads.deploy(
+                run, "refused", replicas=2, affinity={}, min_available=1, timeout_s=DEADLINE_S
+            )
+    finally:
+        run.undo_all()
+        core.delete_namespace(namespace)
+    assert time.monotonic() - started < DEADLINE_S / 2
+    message = str(refused.value)
+    assert message.startswith(
+        f'admission webhook "{WEBHOOK}" refused the pods of Deployment {namespace}/refused: '
+    )
+    assert REASON in message
