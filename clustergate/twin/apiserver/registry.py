@@ -333,9 +333,11 @@ class Registry:
         if write.old is None and self.store.get(rt.key, write.namespace, name) is not None:
             raise errors.already_exists(rt, name)
 
-    def commit(self, write: Write) -> Obj:
-        """Validate and store an admitted write; answer the object as the client sees it."""
-        self.check(write)
+    def commit(self, write: Write, checked: bool = False) -> Obj:
+        """Validate (unless ``checked`` already) and store an admitted write; answer the object
+        as the client sees it."""
+        if not checked:
+            self.check(write)
         rt, obj = write.rt, write.obj
         if write.old is not None:
             return self._store_update(rt, write.old, obj)

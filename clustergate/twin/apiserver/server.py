@@ -430,7 +430,7 @@ class ApiServer:
             write.obj = review.obj
         self.registry.check(write)
         await self.admission.validate(review)
-        return self.registry.commit(write)
+        return self.registry.commit(write, checked=True)
 
     async def _admitted_delete(self, identity: Identity, target: ResourcePath) -> None:
         rt, ns = target.rt, self._scope(target)

@@ -7,9 +7,10 @@ Ignore). The API server calls it like any other webhook, so an operator who dele
 that configuration with kubectl stops the IRSA injection, silently, as on EKS.
 
 The twin's webhook listens on a port of its own and publishes it in the netmap as
-``127.0.0.1:23443``, the address the API server dials on a control-plane node. It reads each
-pod's ServiceAccount from the API server (upstream reads an informer's cache and falls back
-to the API server on a miss) and answers the mutation of :mod:`.mutation` as a JSONPatch.
+``127.0.0.1:23443``, the address the API server dials on a control-plane node. As upstream it
+reads each pod's ServiceAccount from an informer's cache, asks the API server on a miss (an
+account created just before its pod), and answers the mutation of :mod:`.mutation` as a
+JSONPatch.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import orjson
 from aiohttp import web
 
 from clustergate.twin.apiserver.tls import issue_serving_files
-from clustergate.twin.kubeclient import KubeClient, resource_path
+from clustergate.twin.kubeclient import Informer, KubeClient, resource_path
 from clustergate.twin.netmap import Netmap
 from clustergate.twin.pod_identity_webhook.mutation import Flags, mutate_pod
 
@@ -91,6 +92,7 @@ class PodIdentityWebhook:
         self.flags = flags
         self._client_factory = client
         self._client: KubeClient | None = None
+        self._accounts: Informer | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.ca_pem = b""
@@ -110,6 +112,9 @@ class PodIdentityWebhook:
         await self._runner.setup()
         await web.SockSite(self._runner, sock, ssl_context=files.ssl_context()).start()
         self._client = self._client_factory()
+        self._accounts = Informer(self._client, "/api/v1/serviceaccounts")
+        self._accounts.start()
+        await self._accounts.synced()
         self.netmap.publish(ADDRESS, PORT, ("127.0.0.1", self.port))
 
     async def register(self, client: KubeClient) -> None:
@@ -122,6 +127,9 @@ class PodIdentityWebhook:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._accounts is not None:
+            await self._accounts.stop()
+            self._accounts = None
         if self._client is not None:
             await self._client.close()
             self._client = None
@@ -131,11 +139,13 @@ class PodIdentityWebhook:
         asked = review.get("request") or {}
         response: Obj = {"uid": asked.get("uid", ""), "allowed": True}
         pod = asked.get("object")
-        if isinstance(pod, dict) and self._client is not None:
+        if isinstance(pod, dict) and self._client is not None and self._accounts is not None:
             namespace = asked.get("namespace") or ""
             account = (pod.get("spec") or {}).get("serviceAccountName") or "default"
-            path = resource_path("v1", "serviceaccounts", namespace, account)
-            service_account = await self._client.get_or_none(path)
+            service_account = self._accounts.get(f"{namespace}/{account}")
+            if service_account is None:
+                path = resource_path("v1", "serviceaccounts", namespace, account)
+                service_account = await self._client.get_or_none(path)
             mutated = copy.deepcopy(pod)
             if mutate_pod(mutated, service_account, self.flags):
                 patch = jsonpatch.make_patch(pod, mutated).patch
