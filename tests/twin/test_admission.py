@@ -546,3 +546,44 @@ def test_without_its_configuration_the_webhook_injects_nothing(
     pod = core.create_namespaced_pod(ns, body)
     assert not pod.spec.volumes
     assert not pod.spec.containers[0].env
+
+
+def test_policy_reads_the_params_its_binding_names(
+    registration: client.AdmissionregistrationV1Api, core: client.CoreV1Api, ns: str
+) -> None:
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "limits"}, "data": {"max": "2"}})
+    registration.create_validating_admission_policy(
+        {
+            "metadata": {"name": "max-containers"},
+            "spec": {
+                "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
+                "matchConstraints": LIMITS_POLICY["spec"]["matchConstraints"],
+                "validations": [
+                    {
+                        "expression": "object.spec.containers.size() <= int(params.data.max)",
+                        "message": "too many containers",
+                    }
+                ],
+            },
+        }
+    )
+    binding = {
+        "metadata": {"name": "max-containers"},
+        "spec": {
+            "policyName": "max-containers",
+            "paramRef": {"name": "limits", "namespace": ns},
+            "validationActions": ["Deny"],
+        },
+    }
+    registration.create_validating_admission_policy_binding(binding)
+    try:
+        body = pod_body("crowded")
+        body["spec"]["containers"] *= 3
+        for index, container in enumerate(body["spec"]["containers"]):
+            body["spec"]["containers"][index] = {**container, "name": f"c{index}"}
+        status, answer = error_of(lambda: core.create_namespaced_pod(ns, body))
+        assert (status, answer["message"].rpartition(": ")[2]) == (422, "too many containers")
+        core.create_namespaced_pod(ns, pod_body("alone"))
+    finally:
+        registration.delete_validating_admission_policy_binding("max-containers")
+        registration.delete_validating_admission_policy("max-containers")
