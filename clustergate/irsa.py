@@ -479,8 +479,9 @@ def injection_problems(observed: Mapping[str, Any], expected: InjectionExpectati
             "the pod identity webhook did not mutate the pod: no AWS_ROLE_ARN, no "
             "AWS_WEB_IDENTITY_TOKEN_FILE"
             + ("" if observed.get("token_file_present") else ", no token mounted")
-            + "; is the webhook running and does the service account carry "
-            f"{ROLE_ANNOTATION}?"
+            + "; is the webhook registered and running (kubectl get "
+            "mutatingwebhookconfiguration pod-identity-webhook) and does the service account "
+            f"carry {ROLE_ANNOTATION}?"
         ]
     problems = []
     if env.get("AWS_ROLE_ARN") != expected.role_arn:

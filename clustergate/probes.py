@@ -16,6 +16,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from clustergate.admission import refusal
 from clustergate.diagnostics import RESULT_KEY, pod_snapshot
 from clustergate.runctx import RunContext
 from clustergate.wait import wait_for_objects
@@ -88,7 +89,14 @@ def run_probe(ctx: RunContext, image: str, spec: ProbeSpec, timeout_s: float) ->
     name = f"probe-{spec.kind}-{secrets.token_hex(3)}"
     pod = probe_pod(ctx, image, spec, name)
     namespace = pod.metadata.namespace
-    core.create_namespaced_pod(namespace, pod)
+    try:
+        core.create_namespaced_pod(namespace, pod)
+    except ApiException as error:
+        refused = refusal(error)
+        if refused is None:
+            raise
+        what = f"probe pod {namespace}/{name} ({spec.kind})"
+        raise ProbeError(refused.sentence(what)) from error
     ctx.name("Pod", name, namespace)
     finished, log = None, None
     try:

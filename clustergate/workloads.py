@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from clustergate.admission import refusal_in
 from clustergate.availability import pod_healthy
 from clustergate.runctx import RunContext
 from clustergate.wait import wait_for_objects
@@ -148,8 +149,46 @@ def _gone(delete: Callable[..., object], name: str, namespace: str) -> None:
             raise
 
 
+def _ready_or_refused(deployments: list[client.V1Deployment], replicas: int, what: str) -> bool:
+    """Whether the Deployment has all its replicas Ready; an AssertionError naming the webhook
+    or policy when admission refuses its pods (condition ReplicaFailure, which the deployment
+    controller copies from its ReplicaSet), which no amount of waiting mends."""
+    for deployment in deployments:
+        status = deployment.status
+        for condition in (status.conditions if status else None) or []:
+            refused = refusal_in(condition.message or "")
+            if condition.type == "ReplicaFailure" and condition.status == "True" and refused:
+                raise AssertionError(refused.sentence(f"the pods of {what}"))
+    return any(d.status and (d.status.ready_replicas or 0) >= replicas for d in deployments)
+
+
+def describe_deployments(deployments: list[client.V1Deployment]) -> str:
+    if not deployments:
+        return "no Deployment"
+    status = deployments[0].status
+    ready = (status.ready_replicas or 0) if status else 0
+    failing = [
+        f"{c.type}: {c.message}"
+        for c in (status.conditions if status else None) or []
+        if c.type == "ReplicaFailure"
+    ]
+    return "; ".join([f"{ready} Ready", *failing])
+
+
 def wait_ready(run: RunContext, workload: Workload, timeout_s: float) -> None:
-    """Until all replicas are healthy and the PDB status counts them all."""
+    """Until all replicas are healthy and the PDB status counts them all. The Deployment is
+    watched first: a pod that admission refuses is never created, and only the Deployment's
+    ReplicaFailure condition says why."""
+    what = f"Deployment {workload.namespace}/{workload.name}"
+    wait_for_objects(
+        run.cluster.apps().list_namespaced_deployment,
+        lambda deployments: _ready_or_refused(deployments, workload.replicas, what),
+        what=f"{workload.replicas} Ready replicas of {what}",
+        timeout_s=timeout_s,
+        describe=describe_deployments,
+        namespace=workload.namespace,
+        field_selector=f"metadata.name={workload.name}",
+    )
     wait_for_objects(
         run.cluster.core().list_namespaced_pod,
         lambda pods: sum(pod_healthy(pod) for pod in pods) >= workload.replicas,

@@ -33,6 +33,8 @@ from clustergate.twin.kubeclient import ApiError, KubeClient
 from clustergate.twin.kubelet import KubeletPool
 from clustergate.twin.kubelet_hub import KubeletHub
 from clustergate.twin.netmap import Netmap
+from clustergate.twin.pod_identity_webhook import PodIdentityWebhook
+from clustergate.twin.pod_identity_webhook.mutation import Flags
 from clustergate.twin.settings import TwinSettings
 from clustergate.twin.traffic import TrafficSide
 
@@ -82,6 +84,8 @@ class Twin:
             {outputs.CONTEXT: self.api.admin_token, outputs.VIEWER_CONTEXT: viewer},
         )
 
+        await self._start_pod_identity_webhook()
+
         controllers = ControllerManager(self.settings, self.client)
         await controllers.start()
         self._stops.append(controllers.stop)
@@ -127,6 +131,20 @@ class Twin:
             "nodes": self.settings.node_count,
             "faults": sorted(self.settings.faults),
         }
+
+    async def _start_pod_identity_webhook(self) -> None:
+        """EKS's control plane runs the webhook and registers it before any pod is created
+        (fault webhook-off: the registration is missing, as after an operator deleted it)."""
+        flags = Flags(aws_default_region=self.settings.network.region)
+        webhook = PodIdentityWebhook(Path(self.settings.state_dir), self.netmap, self.client, flags)
+        await webhook.start()
+        self._stops.append(webhook.stop)
+        if not self.settings.has_fault("webhook-off"):
+            client = self.client()
+            try:
+                await webhook.register(client)
+            finally:
+                await client.close()
 
     def _taint_one_node(self) -> bool:
         return self.settings.has_fault("nodelocal-missing-on-node") and self.settings.node_count > 1

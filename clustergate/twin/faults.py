@@ -29,7 +29,9 @@ FAULTS: dict[str, Fault] = {
         Fault(
             "webhook-off",
             "apiserver",
-            "The pod identity webhook is not registered: pods get no AWS env, no token volume.",
+            "The pod identity webhook's MutatingWebhookConfiguration is missing (as after kubectl "
+            "delete mutatingwebhookconfiguration pod-identity-webhook): pods get no AWS env, no "
+            "token volume.",
         ),
         Fault(
             "kubelet-slow-ready",

@@ -16,7 +16,6 @@ from typing import Any
 import orjson
 
 from clustergate.twin.apiserver import errors
-from clustergate.twin.apiserver.admission import mutate_pod
 from clustergate.twin.apiserver.defaults import apply_defaults, validate, validate_update
 from clustergate.twin.apiserver.events_view import core_field, from_events_v1, to_events_v1
 from clustergate.twin.apiserver.patches import apply_patch
@@ -110,6 +109,24 @@ class DeleteOptions:
             resource_version=preconditions.get("resourceVersion"),
             dry_run=bool(dry_run),
         )
+
+
+@dataclass
+class Write:
+    """A create or an update, prepared (defaulted, built-in admission done) and waiting for
+    dynamic admission before :meth:`Registry.commit` validates and stores it."""
+
+    rt: ResourceType
+    namespace: str
+    obj: Obj
+    #: The stored object an update replaces; None for a create.
+    old: Obj | None = None
+    subresource: str = ""
+    dry_run: bool = False
+
+    @property
+    def operation(self) -> str:
+        return "CREATE" if self.old is None else "UPDATE"
 
 
 class ServiceIPs:
@@ -263,6 +280,12 @@ class Registry:
             )
 
     def create(self, rt: ResourceType, namespace: str, body: Any, dry_run: bool = False) -> Obj:
+        """A create without dynamic admission (the twin's own bootstrap objects)."""
+        return self.commit(self.prepare_create(rt, namespace, body, dry_run))
+
+    def prepare_create(
+        self, rt: ResourceType, namespace: str, body: Any, dry_run: bool = False
+    ) -> Write:
         if not isinstance(body, dict):
             raise errors.bad_request("the body of the request must be a JSON object")
         obj = self._input(rt, body)
@@ -296,22 +319,39 @@ class Registry:
         apply_defaults(rt, obj)
         if rt.key == "pods":
             self._admit_pod(rt, namespace, obj, asked_priority)
+        return Write(rt, namespace if rt.namespaced else "", obj, dry_run=dry_run)
+
+    def check(self, write: Write) -> None:
+        """Schema validation, and for a create that the name is free."""
+        rt, obj = write.rt, write.obj
+        name = obj["metadata"].get("name") or ""
         causes = validate(rt, obj)
+        if write.old is not None and not write.subresource:
+            causes += validate_update(rt, write.old, obj)
         if causes:
             raise errors.invalid(rt, name, causes)
-        if self.store.get(rt.key, namespace if rt.namespaced else "", name) is not None:
+        if write.old is None and self.store.get(rt.key, write.namespace, name) is not None:
             raise errors.already_exists(rt, name)
+
+    def commit(self, write: Write, checked: bool = False) -> Obj:
+        """Validate (unless ``checked`` already) and store an admitted write; answer the object
+        as the client sees it."""
+        if not checked:
+            self.check(write)
+        rt, obj = write.rt, write.obj
+        if write.old is not None:
+            return self._store_update(rt, write.old, obj)
         if rt.key == "services":
             self._allocate_service(rt, obj)
-        if dry_run:
+        if write.dry_run:
             return self.output(rt, obj)
         return self.output(rt, self.store.add(rt.key, obj))
 
     def _admit_pod(
         self, rt: ResourceType, namespace: str, pod: Obj, asked_priority: object
     ) -> None:
-        """The ServiceAccount admission plugin (the account must exist; mirror pods carry
-        none), Priority, then the EKS pod identity webhook."""
+        """The built-in admission plugins for pods: ServiceAccount (the account must exist;
+        mirror pods carry none), then Priority."""
         name, account = pod["metadata"]["name"], pod["spec"]["serviceAccountName"]
         service_account = self.store.get("serviceaccounts", namespace, account)
         mirror = MIRROR_ANNOTATION in (pod["metadata"].get("annotations") or {})
@@ -325,8 +365,6 @@ class Registry:
                 f'"{account}" not found',
             )
         admit_priority(rt, self.store, pod, asked_priority)
-        if not self.settings.has_fault("webhook-off"):
-            mutate_pod(pod, service_account, self.settings.network.region)
 
     def _allocate_service(self, rt: ResourceType, obj: Obj) -> None:
         spec = obj["spec"]
@@ -365,6 +403,16 @@ class Registry:
         body: Any,
         subresource: str = "",
     ) -> Obj:
+        return self.commit(self.prepare_update(rt, namespace, name, body, subresource))
+
+    def prepare_update(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        body: Any,
+        subresource: str = "",
+    ) -> Write:
         if not isinstance(body, dict):
             raise errors.bad_request("the body of the request must be a JSON object")
         new = self._input(rt, body)
@@ -378,12 +426,12 @@ class Registry:
         current = self.store.get(rt.key, namespace, name)
         if current is None:
             if rt.qualified in _CREATE_ON_UPDATE and not subresource:
-                return self.create(rt, namespace, body)
+                return self.prepare_create(rt, namespace, body)
             raise errors.not_found(rt, name)
         wanted_version = meta.get("resourceVersion")
         if wanted_version and wanted_version != current["metadata"]["resourceVersion"]:
             raise errors.conflict(rt, name)
-        return self._write(rt, current, new, subresource)
+        return self._prepare_write(rt, current, new, subresource)
 
     def patch(
         self,
@@ -394,6 +442,19 @@ class Registry:
         patch: Any,
         subresource: str = "",
     ) -> Obj:
+        return self.commit(
+            self.prepare_patch(rt, namespace, name, content_type, patch, subresource)
+        )
+
+    def prepare_patch(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        content_type: str,
+        patch: Any,
+        subresource: str = "",
+    ) -> Write:
         current = self.get(rt, namespace, name)
         target = clone(self.output(rt, current))
         new = self._input(rt, apply_patch(content_type, target, patch))
@@ -402,9 +463,9 @@ class Registry:
         if new["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
             raise errors.conflict(rt, name)
         new["metadata"]["name"] = name
-        return self._write(rt, current, new, subresource)
+        return self._prepare_write(rt, current, new, subresource)
 
-    def _write(self, rt: ResourceType, current: Obj, new: Obj, subresource: str) -> Obj:
+    def _prepare_write(self, rt: ResourceType, current: Obj, new: Obj, subresource: str) -> Write:
         old_meta = current["metadata"]
         if subresource == "status":
             merged = clone(current)
@@ -445,11 +506,11 @@ class Registry:
         new["kind"] = current["kind"]
         if rt.key != "namespaces":
             apply_defaults(rt, new)
-        causes = validate(rt, new)
-        if not subresource:
-            causes += validate_update(rt, current, new)
-        if causes:
-            raise errors.invalid(rt, new["metadata"]["name"], causes)
+        namespace = old_meta.get("namespace") or ""
+        return Write(rt, namespace, new, current, subresource)
+
+    def _store_update(self, rt: ResourceType, current: Obj, new: Obj) -> Obj:
+        old_meta = current["metadata"]
         if rt.tracks_generation and _spec_part(new) != _spec_part(current):
             new["metadata"]["generation"] = old_meta.get("generation", 1) + 1
         new["metadata"]["resourceVersion"] = old_meta["resourceVersion"]

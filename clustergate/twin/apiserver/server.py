@@ -20,6 +20,7 @@ import orjson
 from aiohttp import web
 
 from clustergate.twin.apiserver import (
+    admission,
     api_faults,
     discovery,
     errors,
@@ -46,6 +47,7 @@ from clustergate.twin.apiserver.registry import (
     DeleteOptions,
     ListQuery,
     Registry,
+    Write,
     clone,
 )
 from clustergate.twin.apiserver.resources import VIRTUAL, ResourceType, resource
@@ -105,6 +107,7 @@ class ApiServer:
         self.bookmark_interval = bookmark_interval
         self.store = Store(watch_history)
         self.registry = Registry(self.store, settings)
+        self.admission = admission.Admission(self.store, netmap)
         self.issuer_keys = Issuer(settings.network.region)
         self.admin_token = secrets.token_urlsafe(32)
         #: Cluster-admin too, for the twin's own components (controllers, kubelets): requests
@@ -168,6 +171,7 @@ class ApiServer:
                 await task
         self._tasks.clear()
         self.store.close_watchers()
+        await self.admission.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -371,8 +375,8 @@ class ApiServer:
         if rt.plural in VIRTUAL:
             return await self._review(request, identity, target)
         if target.subresource:
-            return await self._subresource(request, target)
-        return await self._crud(request, verb, target)
+            return await self._subresource(request, identity, target)
+        return await self._crud(request, identity, verb, target)
 
     async def _body(self, request: web.Request) -> Any:
         raw = await request.read()
@@ -397,8 +401,49 @@ class ApiServer:
     def _scope(target: ResourcePath) -> str:
         return target.namespace if target.rt.namespaced else ""
 
+    async def _admitted(self, identity: Identity, target: ResourcePath, write: Write) -> Obj:
+        """Dynamic admission around a prepared write: mutating webhooks, schema validation,
+        policies and validating webhooks; then the write is stored."""
+        rt = write.rt
+        meta = write.obj.get("metadata") or {}
+        attrs = admission.Attributes(
+            operation=write.operation,
+            group=rt.group,
+            version=rt.version,
+            resource=rt.plural,
+            subresource=write.subresource,
+            namespace=write.namespace,
+            name=meta.get("name") or "",
+            kind=rt.kind,
+            namespaced=rt.namespaced,
+        )
+        old = self.registry.output(rt, write.old) if write.old is not None else None
+        review = admission.AdmissionRequest(
+            attrs,
+            self.registry.output(rt, write.obj),
+            old,
+            (identity.user, identity.groups),
+            write.dry_run,
+        )
+        await self.admission.mutate(review)
+        if review.obj is not None and rt.group != "events.k8s.io":
+            write.obj = review.obj
+        self.registry.check(write)
+        await self.admission.validate(review)
+        return self.registry.commit(write, checked=True)
+
+    async def _admitted_delete(self, identity: Identity, target: ResourcePath) -> None:
+        rt, ns = target.rt, self._scope(target)
+        current = self.registry.output(rt, self.registry.get(rt, ns, target.name))
+        attrs = admission.Attributes(
+            "DELETE", rt.group, rt.version, rt.plural, "", ns, target.name, rt.kind, rt.namespaced
+        )
+        review = admission.AdmissionRequest(attrs, None, current, (identity.user, identity.groups))
+        await self.admission.mutate(review)
+        await self.admission.validate(review)
+
     async def _crud(
-        self, request: web.Request, verb: str, target: ResourcePath
+        self, request: web.Request, identity: Identity, verb: str, target: ResourcePath
     ) -> web.StreamResponse:
         rt, ns, query = target.rt, self._scope(target), request.query
         registry = self.registry
@@ -429,15 +474,18 @@ class ApiServer:
             return json_response(registry.list(rt, list_query))
         if verb == "create":
             dry_run = bool(query.get("dryRun"))
-            return json_response(registry.create(rt, ns, await self._body(request), dry_run), 201)
+            write = registry.prepare_create(rt, ns, await self._body(request), dry_run)
+            return json_response(await self._admitted(identity, target, write), 201)
         if verb == "update":
-            return json_response(registry.update(rt, ns, target.name, await self._body(request)))
+            write = registry.prepare_update(rt, ns, target.name, await self._body(request))
+            return json_response(await self._admitted(identity, target, write))
         if verb == "patch":
             content_type = request.headers.get("Content-Type", "")
-            return json_response(
-                registry.patch(rt, ns, target.name, content_type, await self._body(request))
-            )
+            body = await self._body(request)
+            write = registry.prepare_patch(rt, ns, target.name, content_type, body)
+            return json_response(await self._admitted(identity, target, write))
         if verb == "delete":
+            await self._admitted_delete(identity, target)
             options = DeleteOptions.parse(dict(query), await self._body(request))
             obj, gone = registry.delete(rt, ns, target.name, options)
             if gone and not registry.returns_deleted(rt):
@@ -578,7 +626,9 @@ class ApiServer:
 
     # ---- subresources
 
-    async def _subresource(self, request: web.Request, target: ResourcePath) -> web.StreamResponse:
+    async def _subresource(
+        self, request: web.Request, identity: Identity, target: ResourcePath
+    ) -> web.StreamResponse:
         rt, ns, name, sub = target.rt, self._scope(target), target.name, target.subresource
         registry = self.registry
         method = request.method
@@ -586,11 +636,14 @@ class ApiServer:
             if method == "GET":
                 return json_response(registry.output(rt, registry.get(rt, ns, name)))
             if method == "PUT":
-                return json_response(registry.update(rt, ns, name, await self._body(request), sub))
+                body = await self._body(request)
+                write = registry.prepare_update(rt, ns, name, body, sub)
+                return json_response(await self._admitted(identity, target, write))
             if method == "PATCH":
                 content_type = request.headers.get("Content-Type", "")
                 body = await self._body(request)
-                return json_response(registry.patch(rt, ns, name, content_type, body, sub))
+                write = registry.prepare_patch(rt, ns, name, content_type, body, sub)
+                return json_response(await self._admitted(identity, target, write))
         elif sub == "scale":
             return await self._scale(request, target)
         elif sub == "binding" and method == "POST":

@@ -468,11 +468,30 @@ def _secret_row(obj: Obj, now: datetime.datetime) -> list[Any]:
     return [obj["metadata"]["name"], obj.get("type", ""), count, _age(obj, now)]
 
 
+def _webhooks_row(obj: Obj, now: datetime.datetime) -> list[Any]:
+    return [obj["metadata"]["name"], len(obj.get("webhooks") or []), _age(obj, now)]
+
+
+def _policy_row(obj: Obj, now: datetime.datetime) -> list[Any]:
+    spec = obj.get("spec") or {}
+    kind = spec.get("paramKind")
+    param = f"{kind.get('apiVersion', '')}/{kind.get('kind', '')}" if kind else "<unset>"
+    return [obj["metadata"]["name"], len(spec.get("validations") or []), param, _age(obj, now)]
+
+
+def _policy_binding_row(obj: Obj, now: datetime.datetime) -> list[Any]:
+    spec = obj.get("spec") or {}
+    ref = spec.get("paramRef") or {}
+    param = "/".join(p for p in (ref.get("namespace"), ref.get("name")) if p) or "<unset>"
+    return [obj["metadata"]["name"], spec.get("policyName", ""), param, _age(obj, now)]
+
+
 def _name_age_row(obj: Obj, now: datetime.datetime) -> list[Any]:
     return [obj["metadata"]["name"], _age(obj, now)]
 
 
 _WORKLOAD_COLUMNS = (_NAME, ("Desired", "integer", 0), ("Current", "integer", 0))
+_WEBHOOKS = ((_NAME, ("Webhooks", "integer", 0), _AGE), _webhooks_row)
 PRINTERS: dict[str, tuple[tuple[Column, ...], Printer]] = {
     "pods": (
         (
@@ -568,6 +587,16 @@ PRINTERS: dict[str, tuple[tuple[Column, ...], Printer]] = {
     "leases.coordination.k8s.io": ((_NAME, ("Holder", "string", 0), _AGE), _lease_row),
     "serviceaccounts": ((_NAME, ("Secrets", "integer", 0), _AGE), _service_account_row),
     "secrets": ((_NAME, ("Type", "string", 0), ("Data", "integer", 0), _AGE), _secret_row),
+    "mutatingwebhookconfigurations.admissionregistration.k8s.io": _WEBHOOKS,
+    "validatingwebhookconfigurations.admissionregistration.k8s.io": _WEBHOOKS,
+    "validatingadmissionpolicies.admissionregistration.k8s.io": (
+        (_NAME, ("Validations", "integer", 0), ("ParamKind", "string", 0), _AGE),
+        _policy_row,
+    ),
+    "validatingadmissionpolicybindings.admissionregistration.k8s.io": (
+        (_NAME, ("PolicyName", "string", 0), ("ParamRef", "string", 0), _AGE),
+        _policy_binding_row,
+    ),
     "events": (
         (
             ("Last Seen", "string", 0),

@@ -39,6 +39,19 @@ def _name(common_name: str) -> x509.Name:
 
 def write_serving_files(directory: Path, cluster_domain: str, service_ip: str) -> ServingFiles:
     """A CA, and a serving certificate it signs for loopback and the in-cluster names."""
+    names = [*_DNS_NAMES, f"kubernetes.default.svc.{cluster_domain}"]
+    return issue_serving_files(directory, names, ["127.0.0.1", service_ip])
+
+
+def issue_serving_files(
+    directory: Path,
+    dns_names: list[str],
+    ips: list[str],
+    subject: str = "kube-apiserver",
+    stem: str = "apiserver",
+) -> ServingFiles:
+    """A CA of its own and a serving certificate it signs for ``dns_names`` and ``ips``,
+    written as ``ca.crt``, ``<stem>.crt`` and ``<stem>.key`` in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     not_before, not_after = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=365)
@@ -72,15 +85,11 @@ def write_serving_files(directory: Path, cluster_domain: str, service_ip: str) -
     )
 
     key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = [x509.DNSName(n) for n in _DNS_NAMES]
-    names.append(x509.DNSName(f"kubernetes.default.svc.{cluster_domain}"))
-    names += [
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.IPAddress(ipaddress.ip_address(service_ip)),
-    ]
+    names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name("kube-apiserver"))
+        .subject_name(_name(subject))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -95,9 +104,7 @@ def write_serving_files(directory: Path, cluster_domain: str, service_ip: str) -
         .sign(ca_key, hashes.SHA256())
     )
 
-    files = ServingFiles(
-        directory / "ca.crt", directory / "apiserver.crt", directory / "apiserver.key"
-    )
+    files = ServingFiles(directory / "ca.crt", directory / f"{stem}.crt", directory / f"{stem}.key")
     files.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     files.key.write_bytes(

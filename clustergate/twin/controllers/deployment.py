@@ -8,6 +8,7 @@ from clustergate.twin.controllers.base import Controller, SharedInformers
 from clustergate.twin.controllers.events import EventRecorder
 from clustergate.twin.controllers.objects import (
     Obj,
+    condition,
     controller_ref,
     is_terminating,
     now,
@@ -346,7 +347,7 @@ class DeploymentController(Controller):
             )
         elif new is not None:
             conditions = self._progress(deployment, current, status, conditions, new_name, stamp)
-        status["conditions"] = conditions
+        status["conditions"] = _replica_failure(conditions, new, sets)
         if _same_status(current, status):
             return
         meta = deployment["metadata"]
@@ -395,6 +396,17 @@ class DeploymentController(Controller):
                 stamp,
             )
         return conditions
+
+
+def _replica_failure(conditions: list[Obj], new: Obj | None, sets: list[Obj]) -> list[Obj]:
+    """The ReplicaFailure condition of the ReplicaSets (the new one's first) copied into the
+    Deployment's, or removed when none has one (syncRolloutStatus upstream)."""
+    kept = [c for c in conditions if c.get("type") != "ReplicaFailure"]
+    for rs in ([new] if new else []) + [rs for rs in sets if rs is not new]:
+        found = condition(rs, "ReplicaFailure")
+        if found is not None:
+            return [*kept, dict(found)]
+    return kept
 
 
 def _condition(

@@ -19,6 +19,7 @@ from clustergate.twin.controllers.objects import (
     parse_time,
     pod_active,
     pod_ready,
+    set_condition,
 )
 from clustergate.twin.kubeclient import ApiError, KubeClient, object_key, resource_path
 from clustergate.twin.settings import TwinSettings
@@ -137,10 +138,15 @@ class ReplicaSetController(Controller):
         if not is_terminating(rs):
             wanted = int(rs["spec"].get("replicas", 1))
             diff = len(active) + in_flight - wanted
-            if diff < 0:
-                await self._create(rs, key, -diff)
-            elif diff > 0 and not in_flight:
-                await self._delete(key, sorted(active, key=deletion_rank)[:diff])
+            try:
+                if diff < 0:
+                    await self._create(rs, key, -diff)
+                elif diff > 0 and not in_flight:
+                    await self._delete(key, sorted(active, key=deletion_rank)[:diff])
+            except ApiError as error:
+                reason = "FailedCreate" if diff < 0 else "FailedDelete"
+                await self._update_status(rs, active, (reason, error.message))
+                raise
         await self._update_status(rs, [p for p in active])
 
     async def _create(self, rs: Obj, key: str, count: int) -> None:
@@ -196,10 +202,21 @@ class ReplicaSetController(Controller):
 
         await asyncio.gather(*(delete_one(pod) for pod in pods))
 
-    async def _update_status(self, rs: Obj, active: list[Obj]) -> None:
+    async def _update_status(
+        self, rs: Obj, active: list[Obj], failure: tuple[str, str] | None = None
+    ) -> None:
+        """Counts, and the ReplicaFailure condition upstream's calculateStatus keeps: set
+        (reason FailedCreate/FailedDelete, the API's message) while managing replicas fails,
+        removed once it works again."""
         min_ready = int(rs["spec"].get("minReadySeconds") or 0)
         selector = rs["spec"].get("selector")
-        status = {
+        current = rs.get("status") or {}
+        conditions = list(current.get("conditions") or [])
+        if failure is not None:
+            conditions = set_condition(conditions, "ReplicaFailure", "True", *failure)
+        else:
+            conditions = [c for c in conditions if c.get("type") != "ReplicaFailure"]
+        status: Obj = {
             "replicas": len(active),
             "fullyLabeledReplicas": sum(
                 1 for p in active if labels_match(selector, p["metadata"].get("labels") or {})
@@ -208,9 +225,10 @@ class ReplicaSetController(Controller):
             "availableReplicas": sum(1 for p in active if pod_available(p, min_ready)),
             "observedGeneration": rs["metadata"].get("generation", 1),
         }
-        current = rs.get("status") or {}
-        if all(current.get(k, 0) == v for k, v in status.items()):
+        unchanged = all(current.get(k, 0) == v for k, v in status.items())
+        if unchanged and (current.get("conditions") or []) == conditions:
             return
+        status["conditions"] = conditions
         meta = rs["metadata"]
         path = resource_path("apps/v1", "replicasets", meta["namespace"], meta["name"])
         try:
