@@ -125,12 +125,6 @@ def test_a_healthy_cutover_walks_every_step(traffic: Start, tmp_path: Path) -> N
     assert weights.get() == 100
 
 
-def test_a_cutover_through_route53_records_walks_too(traffic: Start, tmp_path: Path) -> None:
-    _, section, weights = traffic((50,), driver="route53")
-    assert [r.verdict for r in walk(section, weights, tmp_path).walk(0)] == [Verdict.PASS]
-    assert weights.get() == 50
-
-
 @pytest.mark.parametrize(
     ("fault", "cause"),
     [
