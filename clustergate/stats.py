@@ -225,6 +225,8 @@ class SequentialShareResult:
     requests_seen: int
     alpha: float
     beta: float
+    #: What one outcome is: requests, or resolutions when requests come in shared draws.
+    unit: str = "requests"
 
     @property
     def share(self) -> float:
@@ -235,12 +237,12 @@ class SequentialShareResult:
         share = _pct(self.share) if self.requests_used else "n/a"
         if self.decision is Decision.UNDECIDED:
             return (
-                f"{self.label} share {share} after {self.requests_seen:,} requests, {band}: "
+                f"{self.label} share {share} after {self.requests_seen:,} {self.unit}, {band}: "
                 "sequential test undecided (not enough evidence yet)"
             )
         outcome = "within tolerance" if self.decision is Decision.ACCEPT else "off target"
         return (
-            f"{self.label} share {share} over the first {self.requests_used:,} requests, "
+            f"{self.label} share {share} over the first {self.requests_used:,} {self.unit}, "
             f"{band}: sequential test decided {outcome} "
             f"(SPRT, alpha {self.alpha:g}, beta {self.beta:g})"
         )
@@ -269,6 +271,7 @@ class SequentialShareTest:
         beta: float = 0.01,
         max_requests: int | None = None,
         label: str = "new",
+        unit: str = "requests",
     ) -> None:
         if not 0.0 <= target <= 1.0:
             raise ValueError(f"target share must be within [0, 1], got {target}")
@@ -280,6 +283,7 @@ class SequentialShareTest:
         self.beta = beta
         self.max_requests = max_requests
         self.label = label
+        self.unit = unit
         self._alternatives = [
             p for p in (target + tolerance, target - tolerance) if 0.0 <= p <= 1.0
         ]
@@ -323,6 +327,7 @@ class SequentialShareTest:
             seen,
             self.alpha,
             self.beta,
+            self.unit,
         )
 
 
