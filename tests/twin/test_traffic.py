@@ -26,7 +26,9 @@ import pytest
 import urllib3
 from moto.server import ThreadedMotoServer
 
+from clustergate.config import CutoverSection
 from clustergate.stats import Verdict, compare_latency, proportion_interval, share_check
+from clustergate.twin import outputs
 from clustergate.twin.netmap import Netmap
 from clustergate.twin.settings import Timings, TwinSettings
 from clustergate.twin.traffic import TrafficFacts, TrafficSide
@@ -279,8 +281,8 @@ def test_route53_name_server_answers_the_weighted_records_over_dns(
     (name_server,) = twin.facts.name_servers
     first = _ask(name_server)
     assert [rrset.to_text() for rrset in first.answer] == [
-        "shop.clustergate.test. 5 IN CNAME old-cluster.clustergate.test.",
-        "old-cluster.clustergate.test. 5 IN A 127.0.0.2",
+        "shop.clustergate.test. 2 IN CNAME old-cluster.clustergate.test.",
+        "old-cluster.clustergate.test. 2 IN A 127.0.0.2",
     ]
     assert first.flags & dns.flags.AA
     set_record_weights(aws, twin.facts, 50, 50)
@@ -301,6 +303,10 @@ def test_route53_name_server_answers_the_weighted_records_over_dns(
         assert response.headers["X-Served-By"] == cluster
     # The ALB's edge is another way in: it still splits by the listener only.
     assert twin.side.edge_weights == {"old": 100, "new": 0}
+    # What the twin's cluster config offers with --cutover-driver route53 is a valid section.
+    section = CutoverSection.model_validate(outputs.cutover_section(twin.facts))
+    assert section.endpoint == twin.facts.record_url
+    assert section.resolver == (name_server,)
 
 
 def test_fault_skewed_split_halves_the_new_share(
