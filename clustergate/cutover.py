@@ -17,6 +17,14 @@ judge the step on all the requests the phase made:
 - new against old: a one-sided Mann-Whitney test with a median-ratio guard
   (:func:`~clustergate.stats.compare_latency`), when both clusters take traffic.
 
+With the ``route53`` driver the step asks two separate questions (docs/cutover-route53.md).
+Instead of waiting for the endpoint's split to move, it samples Route 53's own name servers
+until they answer with the weight set (:func:`~clustergate.route53_answers.
+check_route53_answers`, also a finding of the step); and the share, sequential test included,
+counts the load's DNS resolutions, not its requests (:mod:`clustergate.resolutions`), since
+every request on one cached answer rides the same draw. Too few resolutions for a verdict:
+"undecidable", which fails the step like any other no verdict.
+
 Each question has three answers: pass, fail, and no verdict (too little data). A step passes only
 when every answer is pass; no verdict fails the step with that reason. A failed step rolls the
 weight back to the last good one, reads it back, and fails with the step's numbers.
