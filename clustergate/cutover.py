@@ -67,6 +67,7 @@ from clustergate.route53_answers import (
     AnswerCheck,
     AnswerSampleError,
     check_route53_answers,
+    name_server_problems,
     parse_server,
 )
 from clustergate.runctx import RESTORE_LABEL, RESTORE_WEIGHTS, RunContext
@@ -244,7 +245,8 @@ def endpoint_problems(probe: EndpointProbe, count: int = 20) -> list[str]:
 
 
 def driver_problems(weights: Weights) -> list[str]:
-    """Why the driver's resources cannot be used: missing, unreadable, or a missing command."""
+    """Why the driver's resources cannot be used: missing, unreadable, a missing command, or
+    (Route 53) name servers that do not answer for the records."""
     try:
         if isinstance(weights, ElbWeights):
             weights.client.describe_listeners(ListenerArns=[weights.listener_arn])
@@ -256,6 +258,8 @@ def driver_problems(weights: Weights) -> list[str]:
             if shutil.which(program) is None:
                 return [f"{weights.description}: {program} is not an executable on PATH"]
         weights.get()
+        if isinstance(weights, Route53Weights):
+            return name_server_problems(weights)
     except ClientError as error:
         err = error.response.get("Error", {})
         return [f"{weights.description}: {err.get('Code')}: {err.get('Message')}"]

@@ -212,3 +212,26 @@ def check_route53_answers(
     )
     reads = ", ".join(f"{ident} {configured[ident]}" for ident in (weights.old_id, weights.new_id))
     return check_answers(sample, weights.new_id, target, tolerance, confidence, f"weights {reads}")
+
+
+def name_server_problems(weights: Route53Weights, queries: int = 5) -> list[str]:
+    """Why the records' answers cannot be sampled: no name server answers, or the answers
+    carry neither weighted set's value (the gate's look, a few queries)."""
+    rtype, values, _ = weights.weighted()
+    servers = list(weights.name_servers) or zone_name_servers(weights.client, weights.zone_id)
+    try:
+        sample = sample_answers(servers, weights.record_name, rtype, values, queries)
+    except AnswerSampleError as error:
+        return [f"{weights.description}: {error}"]
+    problems = []
+    for label, counts in (
+        ("answers that carry neither weighted record's value", sample.other),
+        ("queries unanswered", sample.failed),
+    ):
+        if counts:
+            seen = ", ".join(f"{what} x{n}" for what, n in Counter(counts).most_common(3))
+            problems.append(
+                f"{weights.description}: {sum(counts.values())} of {queries} {label} at "
+                f"{', '.join(sample.servers)} ({seen})"
+            )
+    return problems

@@ -274,6 +274,21 @@ def test_the_gate_sees_an_endpoint_that_names_its_cluster_and_a_readable_driver(
     assert endpoint_problems(EndpointProbe(by_field)) == []
 
 
+def test_the_gate_asks_route53s_name_servers_and_names_one_that_does_not_answer(
+    traffic: Start, session: boto3.Session
+) -> None:
+    _, section, weights = traffic((10,), driver="route53")
+    assert endpoint_problems(EndpointProbe(section)) == []
+    assert driver_problems(weights) == []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))  # bound, never read: queries to it time out
+        nobody = f"127.0.0.1:{silent.getsockname()[1]}"
+        gone = section.driver.model_copy(update={"name_servers": (nobody,)})
+        (problem,) = driver_problems(weights_for(gone, session))
+    assert problem.startswith(f"{weights.description}: no name server answered for ")
+    assert f"Timeout from {nobody} x5" in problem
+
+
 def test_the_gate_names_a_wrong_header_and_a_missing_listener(
     traffic: Start, session: boto3.Session
 ) -> None:

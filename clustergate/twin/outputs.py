@@ -132,7 +132,7 @@ def cutover_section(traffic: Any) -> dict[str, Any]:
                 "name_servers": list(traffic.name_servers),
             },
             "steps": [
-                {**step, "weight": weight, "users": 32, "spawn_rate": 32, "max_duration_s": 40}
+                {**step, "weight": weight, "users": 16, "spawn_rate": 16, "max_duration_s": 60}
                 for weight in (10, 25, 50, 100)
             ],
             "tolerance": 0.1,
