@@ -222,6 +222,7 @@ def test_a_route53_step_with_too_few_resolutions_gives_no_verdict(
     assert weights.get() == 0
 
 
+@pytest.mark.slow
 def test_a_route53_cutover_with_enough_resolutions_passes(
     traffic: Start, session: boto3.Session, tmp_path: Path
 ) -> None:
