@@ -222,6 +222,23 @@ def test_a_route53_step_with_too_few_resolutions_gives_no_verdict(
     assert weights.get() == 0
 
 
+def test_a_route53_step_whose_answers_never_follow_aborts_before_any_load(
+    traffic: Start, tmp_path: Path
+) -> None:
+    # weights-ignored: the name servers keep the records they read at start (old 100, new 0),
+    # and 0% is outside 10% ± 5%.
+    _, section, weights = traffic((10,), frozenset({"weights-ignored"}), driver="route53")
+    with pytest.raises(CutoverFailed) as failed:
+        walk(section, weights, tmp_path).walk(0)
+    message = str(failed.value)
+    assert "Route 53 does not answer with the weight set" in message
+    assert "new share 0.0% (" in message
+    assert "the records read weights old 90, new 10" in message
+    assert "rolled back to 0%" in message
+    assert weights.get() == 0
+    assert not list(tmp_path.glob("step-*")), "no load phase ran"
+
+
 @pytest.mark.slow
 def test_a_route53_cutover_with_enough_resolutions_passes(
     traffic: Start, session: boto3.Session, tmp_path: Path
