@@ -154,6 +154,10 @@ class Route53Driver(Strict):
     record_name: str
     #: SetIdentifier of the weighted record per cluster: {old: ..., new: ...}.
     set_identifiers: dict[str, str]
+    #: The zone's authoritative name servers ("host" or "host:port"), asked directly to sample
+    #: the weighted answers with no cache in front. Empty: the zone's delegation set
+    #: (``GetHostedZone``), on port 53.
+    name_servers: tuple[str, ...] = ()
 
     _ids = field_validator("set_identifiers")(_old_and_new)
 
@@ -200,6 +204,11 @@ class CutoverSection(Strict):
     old_backend: str = "old"
     new_backend: str = "new"
     driver: WeightDriver
+    #: Name servers ("host" or "host:port") the load's clients resolve the endpoint's host
+    #: through, each client with its own cache that keeps an answer for its TTL. Empty: those
+    #: of /etc/resolv.conf. Only the route53 driver's traffic verdict depends on it
+    #: (docs/cutover-route53.md).
+    resolver: tuple[str, ...] = ()
     steps: tuple[CutoverStep, ...]
     tolerance: Share = 0.03
     #: For the whole cutover: each of N steps decides at 1 - (1 - confidence) / N, so a healthy

@@ -17,6 +17,14 @@ judge the step on all the requests the phase made:
 - new against old: a one-sided Mann-Whitney test with a median-ratio guard
   (:func:`~clustergate.stats.compare_latency`), when both clusters take traffic.
 
+With the ``route53`` driver the step asks two separate questions (docs/cutover-route53.md).
+Instead of waiting for the endpoint's split to move, it samples Route 53's own name servers
+until they answer with the weight set (:func:`~clustergate.route53_answers.
+check_route53_answers`, also a finding of the step); and the share, sequential test included,
+counts the load's DNS resolutions, not its requests (:mod:`clustergate.resolutions`), since
+every request on one cached answer rides the same draw. Too few resolutions for a verdict:
+"undecidable", which fails the step like any other no verdict.
+
 Each question has three answers: pass, fail, and no verdict (too little data). A step passes only
 when every answer is pass; no verdict fails the step with that reason. A failed step rolls the
 weight back to the last good one, reads it back, and fails with the step's numbers.
@@ -43,14 +51,25 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import boto3
+import dns.exception
+import dns.nameserver
+import dns.resolver
 import urllib3
 from botocore.exceptions import BotoCoreError, ClientError
 from kubernetes import client
 from pydantic import TypeAdapter
 from scipy.stats import norm
 
-from clustergate.config import CutoverSection, CutoverStep, WeightDriver
+from clustergate.config import CutoverSection, CutoverStep, Route53Driver, WeightDriver
 from clustergate.load_phase import PhaseError, RequestRecord, run_phase
+from clustergate.resolutions import unit_outcomes, units_of
+from clustergate.route53_answers import (
+    AnswerCheck,
+    AnswerSampleError,
+    check_route53_answers,
+    name_server_problems,
+    parse_server,
+)
 from clustergate.runctx import RESTORE_LABEL, RESTORE_WEIGHTS, RunContext
 from clustergate.stats import (
     Decision,
@@ -65,12 +84,14 @@ from clustergate.stats import (
     latency_percentiles,
     proportion_interval,
     share_check,
+    unit_share_check,
 )
 from clustergate.wait import WaitTimeout, poll_until
 from clustergate.weights import (
     CommandWeights,
     ElbWeights,
     ObservedWeights,
+    Route53Weights,
     WeightError,
     Weights,
     weights_for,
@@ -137,7 +158,11 @@ class Split:
 
 class EndpointProbe:
     """Sends single requests to the cutover endpoint and tells which cluster answered each,
-    by the response header first, then the JSON body field (as the locustfile does)."""
+    by the response header first, then the JSON body field (as the locustfile does).
+
+    With ``cutover.resolver`` set, the endpoint's host is resolved afresh through those name
+    servers for every request (no cache: each request is a draw of its own) and the request
+    goes to the address with the host in its Host header."""
 
     def __init__(self, section: CutoverSection) -> None:
         self.section = section
@@ -145,11 +170,28 @@ class EndpointProbe:
         self._http = urllib3.PoolManager(
             timeout=urllib3.Timeout(total=PROBE_REQUEST_TIMEOUT_S), retries=False
         )
+        self._parts = urllib3.util.parse_url(self.url)
+        self._resolver: dns.resolver.Resolver | None = None
+        if section.resolver:
+            self._resolver = dns.resolver.Resolver(configure=False)
+            self._resolver.nameservers = [
+                dns.nameserver.Do53Nameserver(*parse_server(server)) for server in section.resolver
+            ]
+            self._resolver.lifetime = PROBE_REQUEST_TIMEOUT_S
+
+    def _target(self) -> tuple[str, dict[str, str]]:
+        parts = self._parts
+        if self._resolver is None or parts.host is None:
+            return self.url, {}
+        address = self._resolver.resolve(parts.host, "A", search=False).rrset[0].address
+        url = parts._replace(host=address).url
+        return url, {"Host": parts.netloc or parts.host}
 
     def ask(self) -> Answer:
         try:
-            response = self._http.request("GET", self.url)
-        except urllib3.exceptions.HTTPError as error:
+            url, headers = self._target()
+            response = self._http.request("GET", url, headers=headers)
+        except (urllib3.exceptions.HTTPError, dns.exception.DNSException) as error:
             return Answer(0, None, f"{type(error).__name__}: {error}")
         return Answer(response.status, self._backend_of(response), None)
 
@@ -203,7 +245,8 @@ def endpoint_problems(probe: EndpointProbe, count: int = 20) -> list[str]:
 
 
 def driver_problems(weights: Weights) -> list[str]:
-    """Why the driver's resources cannot be used: missing, unreadable, or a missing command."""
+    """Why the driver's resources cannot be used: missing, unreadable, a missing command, or
+    (Route 53) name servers that do not answer for the records."""
     try:
         if isinstance(weights, ElbWeights):
             weights.client.describe_listeners(ListenerArns=[weights.listener_arn])
@@ -215,6 +258,8 @@ def driver_problems(weights: Weights) -> list[str]:
             if shutil.which(program) is None:
                 return [f"{weights.description}: {program} is not an executable on PATH"]
         weights.get()
+        if isinstance(weights, Route53Weights):
+            return name_server_problems(weights)
     except ClientError as error:
         err = error.response.get("Error", {})
         return [f"{weights.description}: {err.get('Code')}: {err.get('Message')}"]
@@ -380,6 +425,12 @@ class StepResult:
         return "\n".join(lines)
 
 
+def step_confidence(confidence: float, steps: int) -> float:
+    """A step's share of the cutover's confidence (Bonferroni over the steps): with four
+    steps at 0.99 each, a healthy cutover would fail by chance 4% of the time."""
+    return 1 - (1 - confidence) / steps
+
+
 @dataclass
 class StepJudge:
     """Judges one step from its request records; :meth:`enough` is the phase's early stop."""
@@ -393,18 +444,32 @@ class StepJudge:
     #: every record (sorted by start, with the requests still in flight at the stop) the path
     #: to a boundary can differ, and a sequential test decides where it first crosses one.
     decided: SequentialShareResult | None = field(init=False, default=None)
+    #: Route 53 only: what its name servers answered once the weight was set.
+    answers: AnswerCheck | None = None
 
     def __post_init__(self) -> None:
         alpha = 1 - self.confidence
         self.sprt = SequentialShareTest(
-            self.step.weight / 100, self.section.tolerance, alpha=alpha, beta=alpha
+            self.step.weight / 100,
+            self.section.tolerance,
+            alpha=alpha,
+            beta=alpha,
+            unit=self.unit,
         )
 
     @property
+    def by_resolution(self) -> bool:
+        """Weighted DNS splits answers, not requests: the units are the clients' resolutions.
+        An ALB (or anything else that splits each request) is judged per request."""
+        return isinstance(self.section.driver, Route53Driver)
+
+    @property
+    def unit(self) -> str:
+        return "resolutions" if self.by_resolution else "requests"
+
+    @property
     def confidence(self) -> float:
-        """The step's share of the cutover's confidence (Bonferroni over the steps): with four
-        steps at 0.99 each, a healthy cutover would fail by chance 4% of the time."""
-        return 1 - (1 - self.section.confidence) / self.steps
+        return step_confidence(self.section.confidence, self.steps)
 
     @property
     def _expected(self) -> list[str]:
@@ -418,7 +483,7 @@ class StepJudge:
 
     def enough(self, records: Sequence[RequestRecord]) -> bool:
         named = self._named(records)
-        sequential = self.sprt.evaluate(self._outcomes(named))
+        sequential = self.sprt.evaluate(self._outcomes(records))
         if sequential.decision is not Decision.REJECT:
             if len(named) < self.step.min_requests:
                 return False
@@ -437,26 +502,37 @@ class StepJudge:
         names = (self.section.old_backend, self.section.new_backend)
         return [record for record in records if record.backend in names]
 
-    def _outcomes(self, named: Sequence[RequestRecord]) -> list[bool]:
-        return [record.backend == self.section.new_backend for record in named]
+    def _outcomes(self, records: Sequence[RequestRecord]) -> list[bool]:
+        """Per unit (request or resolution), in order: did it go to the new cluster?"""
+        names = (self.section.old_backend, self.section.new_backend)
+        if self.by_resolution:
+            return unit_outcomes(units_of(records, names), self.section.new_backend)
+        return [record.backend == self.section.new_backend for record in self._named(records)]
 
     def judge(
         self, records: Sequence[RequestRecord], sequential: SequentialShareResult | None = None
     ) -> StepResult:
         section, slo, confidence = self.section, self.section.slo, self.confidence
         named = self._named(records)
-        outcomes = self._outcomes(named)
+        outcomes = self._outcomes(records)
         target = self.step.weight / 100
         sequential = sequential or self.decided or self.sprt.evaluate(outcomes)
-        share = share_check(
-            sum(outcomes),
-            len(outcomes),
-            target,
-            section.tolerance,
-            confidence=confidence,
-            min_requests=self.step.min_requests,
-        )
+        if self.by_resolution:
+            share = unit_share_check(
+                outcomes, target, section.tolerance, confidence=confidence, unit=self.unit
+            )
+        else:
+            share = share_check(
+                sum(outcomes),
+                len(outcomes),
+                target,
+                section.tolerance,
+                confidence=confidence,
+                min_requests=self.step.min_requests,
+            )
         findings = [self._share_finding(share, sequential)]
+        if self.answers is not None:
+            findings.insert(0, Finding(self.answers.verdict, self.answers.describe()))
         by_name = {name: [r for r in named if r.backend == name] for name in self._expected}
         backends = {
             name: _backend_stats(name, chosen, confidence) for name, chosen in by_name.items()
@@ -514,6 +590,14 @@ class StepJudge:
             return Finding(Verdict.PASS, sequential.describe())
         if share.verdict is Verdict.PASS:
             return Finding(Verdict.PASS, share.describe())
+        if self.by_resolution and share.interval.trials < share.min_requests:
+            return Finding(
+                Verdict.NO_VERDICT,
+                f"undecidable: {share.interval.trials:,} independent resolutions, need "
+                f"{share.min_requests:,} for a verdict on whether clients follow the weight "
+                "(more users, a longer max_duration_s or a shorter record TTL give more: "
+                "docs/cutover-route53.md)",
+            )
         return Finding(Verdict.NO_VERDICT, f"too little data on the split: {share.describe()}")
 
     def _backend_findings(self, stats: BackendStats) -> list[Finding]:
@@ -620,23 +704,14 @@ class Cutover:
             set_and_confirm(self.weights, step.weight, self.propagation_timeout_s)
         except (WaitTimeout, WeightError, ClientError, BotoCoreError) as error:
             raise StepAborted(f"the weight was not set: {error}") from None
-        remaining = self.propagation_timeout_s - (time.monotonic() - started)
-        try:
-            wait_for_split(
-                self.probe,
-                seen,
-                step.weight,
-                section.tolerance,
-                section.confidence,
-                max(remaining, 1.0),
-            )
-        except WaitTimeout as error:
-            raise StepAborted(
-                f"traffic did not follow the weight change ({self.weights.description} is set "
-                f"to {step.weight}%, the endpoint does not split by it): {error}"
-            ) from None
+        remaining = max(self.propagation_timeout_s - (time.monotonic() - started), 1.0)
+        answers = None
+        if isinstance(self.weights, Route53Weights):
+            answers = self._await_answers(step.weight, remaining)
+        else:
+            self._await_split(step.weight, seen, remaining)
         propagation = time.monotonic() - started
-        judge = StepJudge(section, step, index, len(section.steps))
+        judge = StepJudge(section, step, index, len(section.steps), answers=answers)
         try:
             phase = run_phase(
                 section.endpoint,
@@ -649,6 +724,7 @@ class Cutover:
                 path=section.path,
                 backend_header=section.backend_header or "",
                 backend_field=section.backend_field or "",
+                resolver=section.resolver,
             )
         except PhaseError as error:
             raise StepAborted(f"the load phase did not run: {error}") from None
@@ -660,6 +736,43 @@ class Cutover:
             stopped_early=phase.stopped_early,
             requests_per_s=phase.requests_per_s,
         )
+
+    def _await_split(self, weight: int, seen: float, timeout_s: float) -> None:
+        section = self.section
+        try:
+            wait_for_split(
+                self.probe, seen, weight, section.tolerance, section.confidence, timeout_s
+            )
+        except WaitTimeout as error:
+            raise StepAborted(
+                f"traffic did not follow the weight change ({self.weights.description} is set "
+                f"to {weight}%, the endpoint does not split by it): {error}"
+            ) from None
+
+    def _await_answers(self, weight: int, timeout_s: float) -> AnswerCheck:
+        """Until Route 53's own name servers answer with ``weight`` (changes take up to a
+        minute to reach them all). Each look is a fresh sample; the one that passes is kept
+        as the step's evidence. A sample that never passes aborts the step with the last."""
+        assert isinstance(self.weights, Route53Weights)
+        weights, section = self.weights, self.section
+        confidence = step_confidence(section.confidence, len(section.steps))
+        try:
+            return poll_until(
+                lambda: check_route53_answers(weights, weight, section.tolerance, confidence),
+                lambda check: check.verdict is Verdict.PASS,
+                what=f"Route 53's name servers to answer {weights.record_name} with weight "
+                f"{weight}%",
+                timeout_s=timeout_s,
+                describe=AnswerCheck.describe,
+                interval_s=READBACK_INTERVAL_S,
+            )
+        except AnswerSampleError as error:
+            raise StepAborted(f"Route 53's answers could not be sampled: {error}") from None
+        except WaitTimeout as error:
+            raise StepAborted(
+                f"Route 53 does not answer with the weight set ({weights.description} set to "
+                f"{weight}%): {error}"
+            ) from None
 
     def _fail(self, index: int, step: CutoverStep, last_good: int, why: str) -> NoReturn:
         try:

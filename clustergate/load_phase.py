@@ -50,6 +50,11 @@ class RequestRecord:
     status: int  # HTTP status, 0 when no response came
     latency_ms: float
     error: str | None
+    #: The DNS answer the request rode (one client's one resolution), None when the endpoint
+    #: was dialled by address; requests that share it share one weighted draw.
+    resolution: str | None = None
+    #: The address the request connected to, when the client resolved the endpoint itself.
+    address: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -105,6 +110,8 @@ class RequestLogReader:
                     int(raw["status"]),
                     float(raw["latency_ms"]),
                     raw["error"],
+                    raw.get("resolution"),
+                    raw.get("address"),
                 )
             )
         return len(self.records) - before
@@ -147,6 +154,7 @@ def run_phase(
     backend_header: str = "X-Served-By",
     backend_field: str = "",
     user_rps: float = 0.0,
+    resolver: Sequence[str] = (),
     remote_workers: int = 0,
     master_bind_host: str = "127.0.0.1",
     master_port: int = 0,
@@ -161,6 +169,7 @@ def run_phase(
     ``locust_stats.csv`` (with ``_failures``, ``_exceptions``, ``_stats_history``). With
     ``workers`` > 0 the records reach the log through the master every 3 s (Locust's worker
     report interval), so an early stop reacts that much later than in a single process.
+    ``resolver``: the name servers the users resolve ``host`` through (empty: the system's).
     ``remote_workers`` more workers, started by hand on other machines against
     ``master_bind_host:master_port`` (load/README.md), are awaited for up to
     :data:`WORKERS_CONNECT_S` before the phase starts.
@@ -175,6 +184,7 @@ def run_phase(
         "CLUSTERGATE_BACKEND_HEADER": backend_header,
         "CLUSTERGATE_BACKEND_FIELD": backend_field,
         "CLUSTERGATE_USER_RPS": str(user_rps),
+        "CLUSTERGATE_RESOLVER": ",".join(resolver),
         "CLUSTERGATE_PHASES": json.dumps(
             [{"users": users, "spawn_rate": spawn_rate, "duration_s": duration_s}]
         ),

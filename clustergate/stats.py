@@ -8,6 +8,12 @@ a tolerance edge). A check that would have to guess says so instead.
   (Wilson score by default, Clopper-Pearson on request), from ``scipy.stats.binomtest``.
 - :func:`share_check`: is an observed share within ``target ± tolerance``, judged on that
   interval after a fixed number of requests.
+- :func:`unit_share_check`: the same question where requests come in clusters that share one
+  draw (all the requests made on one DNS resolution go where that answer points). Requests are
+  then not independent and a per-request interval is far too narrow; the independent draws are
+  the units, so the interval is taken over units, each counted once, and below
+  :func:`units_needed` there is no verdict. :func:`units_needed` is also what a user must
+  arrange (TTL, users, duration) for a step to be decidable (docs/cutover-route53.md).
 - :class:`SequentialShareTest`: the same question asked while requests arrive, stopping as
   soon as the evidence is enough. It is Wald's sequential probability ratio test, run as two
   one-sided tests (target against target + tolerance, target against target - tolerance), the
@@ -26,6 +32,7 @@ a tolerance edge). A check that would have to guess says so instead.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,6 +71,8 @@ class ProportionInterval:
     low: float
     high: float
     method: str
+    #: What a trial is, for the messages: requests, resolutions, DNS answers.
+    unit: str = "requests"
 
     @property
     def share(self) -> float:
@@ -74,24 +83,30 @@ class ProportionInterval:
 
     def describe(self) -> str:
         if not self.trials:
-            return "no requests"
+            return f"no {self.unit}"
         return (
             f"{_pct(self.share)} ({_pct_tight(self.confidence)} CI "
-            f"{_pct(self.low)}-{_pct(self.high)}) of {self.trials:,} requests"
+            f"{_pct(self.low)}-{_pct(self.high)}) of {self.trials:,} {self.unit}"
         )
 
 
 def proportion_interval(
-    successes: int, trials: int, confidence: float = 0.99, method: str = "wilson"
+    successes: int,
+    trials: int,
+    confidence: float = 0.99,
+    method: str = "wilson",
+    unit: str = "requests",
 ) -> ProportionInterval:
     """The confidence interval of ``successes / trials``; ``method`` is ``"wilson"`` or
     ``"exact"`` (Clopper-Pearson). With no trials the interval is the whole of [0, 1]."""
     if trials == 0:
-        return ProportionInterval(0, 0, confidence, 0.0, 1.0, method)
+        return ProportionInterval(0, 0, confidence, 0.0, 1.0, method, unit)
     ci = stats.binomtest(successes, trials).proportion_ci(
         confidence_level=confidence, method=method
     )
-    return ProportionInterval(successes, trials, confidence, float(ci.low), float(ci.high), method)
+    return ProportionInterval(
+        successes, trials, confidence, float(ci.low), float(ci.high), method, unit
+    )
 
 
 @dataclass(frozen=True)
@@ -108,8 +123,9 @@ class ShareCheck:
     def describe(self) -> str:
         band = f"target {_pct_tight(self.target)} ± {_pct_tight(self.tolerance)}"
         if self.interval.trials < self.min_requests:
+            unit = self.interval.unit
             return (
-                f"{self.label} share: only {self.interval.trials:,} requests "
+                f"{self.label} share: only {self.interval.trials:,} {unit} "
                 f"(need {self.min_requests:,}), {band}: no verdict"
             )
         outcome = {
@@ -129,10 +145,12 @@ def share_check(
     confidence: float = 0.99,
     min_requests: int = 100,
     label: str = "new",
+    unit: str = "requests",
 ) -> ShareCheck:
     """Pass when the whole interval lies within ``target ± tolerance``, fail when the whole
-    interval lies outside it, and no verdict otherwise or with fewer than ``min_requests``."""
-    interval = proportion_interval(successes, trials, confidence)
+    interval lies outside it, and no verdict otherwise or with fewer than ``min_requests``
+    trials (of ``unit``)."""
+    interval = proportion_interval(successes, trials, confidence, unit=unit)
     low, high = target - tolerance, target + tolerance
     if trials < min_requests:
         verdict = Verdict.NO_VERDICT
@@ -143,6 +161,55 @@ def share_check(
     else:
         verdict = Verdict.NO_VERDICT
     return ShareCheck(label, interval, target, tolerance, min_requests, verdict)
+
+
+@functools.lru_cache(maxsize=256)
+def units_needed(target: float, tolerance: float, confidence: float) -> int:
+    """The fewest independent units at which a split exactly on ``target`` can pass: its Wilson
+    interval at ``confidence`` fits inside ``target ± tolerance``. Fewer can only give no
+    verdict (or fail a gross skew), so it is the floor below which a check says no verdict."""
+
+    def fits(trials: int) -> bool:
+        low, high = target - tolerance, target + tolerance
+        interval = proportion_interval(round(trials * target), trials, confidence)
+        return low <= interval.low and interval.high <= high
+
+    low, high = 1, 1
+    while not fits(high):
+        low, high = high, high * 2
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle + 1, high)
+    return high
+
+
+def unit_share_check(
+    unit_is_new: Sequence[bool],
+    target: float,
+    tolerance: float,
+    *,
+    confidence: float = 0.99,
+    unit: str = "resolutions",
+    label: str = "new",
+) -> ShareCheck:
+    """:func:`share_check` over independent units (one outcome each: did this unit go to the
+    new cluster?) rather than over requests, with :func:`units_needed` as the minimum.
+
+    Why units: a weighted DNS record is drawn once per answer, and every request made on that
+    answer goes to the same place, so the requests of one unit carry one draw between them.
+    Counting them as independent trials shrinks the interval by the square root of the
+    requests per unit and turns the noise of a handful of draws into a confident verdict
+    (tests/test_stats_clustered.py measures by how much)."""
+    return share_check(
+        sum(bool(new) for new in unit_is_new),
+        len(unit_is_new),
+        target,
+        tolerance,
+        confidence=confidence,
+        min_requests=units_needed(target, tolerance, confidence),
+        label=label,
+        unit=unit,
+    )
 
 
 @dataclass(frozen=True)
@@ -158,6 +225,8 @@ class SequentialShareResult:
     requests_seen: int
     alpha: float
     beta: float
+    #: What one outcome is: requests, or resolutions when requests come in shared draws.
+    unit: str = "requests"
 
     @property
     def share(self) -> float:
@@ -168,12 +237,12 @@ class SequentialShareResult:
         share = _pct(self.share) if self.requests_used else "n/a"
         if self.decision is Decision.UNDECIDED:
             return (
-                f"{self.label} share {share} after {self.requests_seen:,} requests, {band}: "
+                f"{self.label} share {share} after {self.requests_seen:,} {self.unit}, {band}: "
                 "sequential test undecided (not enough evidence yet)"
             )
         outcome = "within tolerance" if self.decision is Decision.ACCEPT else "off target"
         return (
-            f"{self.label} share {share} over the first {self.requests_used:,} requests, "
+            f"{self.label} share {share} over the first {self.requests_used:,} {self.unit}, "
             f"{band}: sequential test decided {outcome} "
             f"(SPRT, alpha {self.alpha:g}, beta {self.beta:g})"
         )
@@ -202,6 +271,7 @@ class SequentialShareTest:
         beta: float = 0.01,
         max_requests: int | None = None,
         label: str = "new",
+        unit: str = "requests",
     ) -> None:
         if not 0.0 <= target <= 1.0:
             raise ValueError(f"target share must be within [0, 1], got {target}")
@@ -213,6 +283,7 @@ class SequentialShareTest:
         self.beta = beta
         self.max_requests = max_requests
         self.label = label
+        self.unit = unit
         self._alternatives = [
             p for p in (target + tolerance, target - tolerance) if 0.0 <= p <= 1.0
         ]
@@ -256,6 +327,7 @@ class SequentialShareTest:
             seen,
             self.alpha,
             self.beta,
+            self.unit,
         )
 
 

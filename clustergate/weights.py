@@ -73,10 +73,22 @@ class Route53Weights:
     record_name: str
     old_id: str
     new_id: str
+    #: Where to ask for the records' answers ("host[:port]"); empty: the zone's delegation set.
+    name_servers: tuple[str, ...] = ()
 
     @property
     def description(self) -> str:
         return f"Route 53 records {self.record_name} in zone {self.zone_id}"
+
+    def weighted(self) -> tuple[str, dict[str, set[str]], dict[str, int]]:
+        """The weighted records' type, their values per set identifier, and their weights."""
+        records = self._records()
+        rtype = records[self.new_id]["Type"]
+        values = {
+            ident: {item["Value"] for item in record.get("ResourceRecords", [])}
+            for ident, record in records.items()
+        }
+        return rtype, values, {ident: int(r.get("Weight", 0)) for ident, r in records.items()}
 
     def _records(self) -> dict[str, dict[str, Any]]:
         name = self.record_name.rstrip(".") + "."
@@ -167,6 +179,7 @@ def weights_for(driver: WeightDriver, session: boto3.Session) -> Weights:
             driver.record_name,
             ids["old"],
             ids["new"],
+            driver.name_servers,
         )
     if isinstance(driver, CommandDriver):
         return CommandWeights(driver.command)

@@ -27,6 +27,13 @@ def main() -> None:
     parser.add_argument("--user-rps", type=float, default=0, help="per user; 0: no wait")
     parser.add_argument("--backend-header", default="X-Served-By")
     parser.add_argument("--backend-field", default="")
+    parser.add_argument(
+        "--resolver",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="name server the users resolve the host through (repeatable; default: the system's)",
+    )
     parser.add_argument("--workers", type=int, default=0, help="local worker processes")
     parser.add_argument("--remote-workers", type=int, default=0, help="workers on other hosts")
     parser.add_argument("--master-bind-host", default="127.0.0.1")
@@ -45,6 +52,7 @@ def main() -> None:
         backend_header=args.backend_header,
         backend_field=args.backend_field,
         user_rps=args.user_rps,
+        resolver=args.resolver,
         remote_workers=args.remote_workers,
         master_bind_host=args.master_bind_host,
         master_port=args.master_port,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from clustergate.twin.faults import FAULTS, UnknownFaultError
 from clustergate.twin.settings import TwinSettings, default_node_groups
+from clustergate.twin.traffic.side import DRIVERS
 
 READY_FILE = "ready.json"
 PID_FILE = "twin.pid"
@@ -36,6 +37,13 @@ def _parser() -> argparse.ArgumentParser:
             "--fault", action="append", default=[], metavar="NAME", choices=sorted(FAULTS)
         )
         command.add_argument("--api-fault-rate", type=float, default=0.0)
+        command.add_argument(
+            "--cutover-driver",
+            choices=DRIVERS,
+            default="elbv2",
+            help="the weights the cluster config's cutover turns: the ALB listener (elbv2) or "
+            "the weighted Route 53 records, resolved over DNS (route53)",
+        )
         command.add_argument("--timeout", type=float, default=120.0, help="seconds to ready")
     down = commands.add_parser("down")
     down.add_argument("--state-dir", required=True)
@@ -54,6 +62,7 @@ def _settings(args: argparse.Namespace) -> TwinSettings:
         faults=frozenset(args.fault),
         api_fault_rate=args.api_fault_rate,
         start_timeout_s=args.timeout,
+        cutover_driver=args.cutover_driver,
     )
 
 
@@ -74,6 +83,8 @@ def _up(args: argparse.Namespace) -> int:
         str(args.api_fault_rate),
         "--timeout",
         str(args.timeout),
+        "--cutover-driver",
+        args.cutover_driver,
     ]
     for fault in args.fault:
         command += ["--fault", fault]

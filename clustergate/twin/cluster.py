@@ -104,7 +104,9 @@ class Twin:
             launcher = _TaintOneNode(pool) if self._taint_one_node() else pool
             facts = await self.aws.bootstrap(self.api.issuer, launcher, self.api.ca_pem_path)
             await self._install(client, facts)
-            traffic = TrafficSide(self.settings, self.netmap, self.aws.endpoint_url)
+            traffic = TrafficSide(
+                self.settings, self.netmap, self.aws.endpoint_url, self.settings.cutover_driver
+            )
             await traffic.start()
             self._stops.append(traffic.stop)
             traffic_facts = await traffic.bootstrap()

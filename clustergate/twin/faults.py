@@ -116,7 +116,8 @@ FAULTS: dict[str, Fault] = {
         Fault(
             "weights-ignored",
             "traffic",
-            "The edge never picks up weight changes made through the AWS API.",
+            "The edge and the Route 53 name servers never pick up weight changes made through "
+            "the AWS API.",
         ),
     )
 }

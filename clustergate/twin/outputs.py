@@ -114,8 +114,32 @@ def _call(service: str, operation: str) -> dict[str, str]:
 
 
 def cutover_section(traffic: Any) -> dict[str, Any]:
-    """The cutover the twin's edge offers: ELBv2 weights, short steps for a laptop."""
+    """The cutover the twin offers, short steps for a laptop: through the ALB's edge (ELBv2
+    weights, judged per request), or through the weighted Route 53 name, which the load's
+    clients resolve at the twin's Route 53 name servers (judged per resolution: more users,
+    longer steps and a wider tolerance, so that a step sees enough resolutions to decide with
+    the records' short TTL; 7.5% stays below the first step's 10%, so that a new cluster
+    that gets nothing cannot pass it; docs/cutover-route53.md)."""
     step = {"users": 8, "spawn_rate": 8, "max_duration_s": 20, "min_requests": 300}
+    if traffic.driver == "route53":
+        return {
+            "endpoint": traffic.record_url,
+            "resolver": list(traffic.name_servers),
+            "path": "/",
+            "backend_header": "X-Served-By",
+            "driver": {
+                "kind": "route53",
+                "hosted_zone_id": traffic.hosted_zone_id,
+                "record_name": traffic.record_name,
+                "set_identifiers": {"old": "old", "new": "new"},
+                "name_servers": list(traffic.name_servers),
+            },
+            "steps": [
+                {**step, "weight": weight, "users": 16, "spawn_rate": 16, "max_duration_s": 60}
+                for weight in (10, 25, 50, 100)
+            ],
+            "tolerance": 0.075,
+        }
     return {
         "endpoint": traffic.edge_url,
         "path": "/",

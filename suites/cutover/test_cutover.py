@@ -66,12 +66,13 @@ def _record(measure: Recorder, result: StepResult) -> None:
             low=f"{interval.low:.4f}",
             high=f"{interval.high:.4f}",
             target=result.weight / 100,
+            of=f"{interval.trials} {interval.unit}",
             **where,
         )
     measure(
         "cutover_step_sprt_requests",
         result.sequential.requests_used,
-        "requests",
+        result.sequential.unit,
         sprt=result.sequential.decision.value,
         **where,
     )

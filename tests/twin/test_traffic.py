@@ -19,10 +19,16 @@ from typing import Any
 
 import aiohttp
 import boto3
+import dns.flags
+import dns.message
+import dns.query
 import pytest
+import urllib3
 from moto.server import ThreadedMotoServer
 
+from clustergate.config import CutoverSection
 from clustergate.stats import Verdict, compare_latency, proportion_interval, share_check
+from clustergate.twin import outputs
 from clustergate.twin.netmap import Netmap
 from clustergate.twin.settings import Timings, TwinSettings
 from clustergate.twin.traffic import TrafficFacts, TrafficSide
@@ -261,16 +267,46 @@ def test_weighted_split_matches_its_target_over_10000_requests(
     assert {a.status for a in answers} == {200}
 
 
-def test_route53_driver_follows_the_weighted_records(
-    start_traffic: Any, aws: dict[str, Any], fetch: Any
+def _ask(name_server: str, qtype: str = "A") -> dns.message.Message:
+    host, port = name_server.rsplit(":", 1)
+    query = dns.message.make_query("shop.clustergate.test.", qtype)
+    return dns.query.udp(query, host, port=int(port), timeout=2.0)
+
+
+def test_route53_name_server_answers_the_weighted_records_over_dns(
+    start_traffic: Any, aws: dict[str, Any]
 ) -> None:
     twin = start_traffic(driver="route53")
     assert twin.facts.driver == "route53"
-    set_listener_weights(aws, twin.facts, 0, 100)
+    (name_server,) = twin.facts.name_servers
+    first = _ask(name_server)
+    assert [rrset.to_text() for rrset in first.answer] == [
+        "shop.clustergate.test. 2 IN CNAME old-cluster.clustergate.test.",
+        "old-cluster.clustergate.test. 2 IN A 127.0.0.2",
+    ]
+    assert first.flags & dns.flags.AA
     set_record_weights(aws, twin.facts, 50, 50)
-    wait_for_split(twin, {"old": 50, "new": 50})
-    hits, total = new_share(fetch(twin.side.edge_url, 2000))
-    assert proportion_interval(hits, total).contains(0.5)
+    deadline = time.monotonic() + 5.0
+    while _ask(name_server, "CNAME").answer[0].ttl != 60:
+        assert time.monotonic() < deadline, "the name server never served the new records"
+        time.sleep(0.05)
+    answers = [_ask(name_server).answer[-1] for _ in range(1000)]
+    addresses = [rrset[0].address for rrset in answers]
+    assert set(addresses) == {"127.0.0.2", "127.0.0.3"}
+    assert proportion_interval(addresses.count("127.0.0.3"), 1000).contains(0.5)
+    # The address is the cluster: the weighted name's URL reaches the backend at that address.
+    port = twin.facts.record_url.rsplit(":", 1)[1]
+    for address, cluster in (("127.0.0.2", "old"), ("127.0.0.3", "new")):
+        response = urllib3.request(
+            "GET", f"http://{address}:{port}/", headers={"Host": "shop.clustergate.test"}
+        )
+        assert response.headers["X-Served-By"] == cluster
+    # The ALB's edge is another way in: it still splits by the listener only.
+    assert twin.side.edge_weights == {"old": 100, "new": 0}
+    # What the twin's cluster config offers with --cutover-driver route53 is a valid section.
+    section = CutoverSection.model_validate(outputs.cutover_section(twin.facts))
+    assert section.endpoint == twin.facts.record_url
+    assert section.resolver == (name_server,)
 
 
 def test_fault_skewed_split_halves_the_new_share(

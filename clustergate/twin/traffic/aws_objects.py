@@ -7,7 +7,10 @@ infrastructure code would, so the suite finds and changes them with boto3 like o
   target groups ``tg-old`` and ``tg-new``, and an HTTP listener whose default action forwards
   to both with weights old=100, new=0;
 - a hosted zone ``clustergate.test.`` with two weighted CNAME records for
-  ``shop.clustergate.test.`` (SetIdentifier ``old``/``new``, weights 100/0).
+  ``shop.clustergate.test.`` (SetIdentifier ``old``/``new``, weights 100/0, TTL
+  ``timings.record_ttl``) pointing at each cluster's own name, whose A record is the loopback
+  address that cluster's backend listens on (:data:`BACKEND_ADDRESSES`), so which cluster a
+  client chose shows in the address it connects to.
 
 These calls block (boto3): run them with ``asyncio.to_thread``.
 """
@@ -29,6 +32,8 @@ BACKENDS = ("old", "new")
 INITIAL_WEIGHTS = {"old": 100, "new": 0}
 #: Where each cluster's own ingress answers; the weighted records point there.
 RECORD_TARGETS = {"old": "old-cluster.clustergate.test", "new": "new-cluster.clustergate.test"}
+#: The loopback address each cluster's backend listens on (both on one port).
+BACKEND_ADDRESSES = {"old": "127.0.0.2", "new": "127.0.0.3"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,10 @@ class TrafficFacts:
     record_name: str
     public_url: str
     edge_url: str
+    #: "host:port" of the twin's Route 53 name servers (authoritative for the zone).
+    name_servers: tuple[str, ...] = ()
+    #: The weighted name as a client dials it: ``http://shop.clustergate.test:<port>``.
+    record_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -122,23 +131,34 @@ def create_traffic_objects(
     zone_id = route53.create_hosted_zone(Name=ZONE_NAME, CallerReference=str(uuid.uuid4()))[
         "HostedZone"
     ]["Id"]
+    ttl = max(1, round(settings.timings.record_ttl))
+    weighted = [
+        {
+            "Name": RECORD_NAME,
+            "Type": "CNAME",
+            "SetIdentifier": name,
+            "Weight": INITIAL_WEIGHTS[name],
+            "TTL": ttl,
+            "ResourceRecords": [{"Value": RECORD_TARGETS[name]}],
+        }
+        for name in BACKENDS
+    ]
+    addresses = [
+        {
+            "Name": RECORD_TARGETS[name] + ".",
+            "Type": "A",
+            "TTL": ttl,
+            "ResourceRecords": [{"Value": BACKEND_ADDRESSES[name]}],
+        }
+        for name in BACKENDS
+    ]
     route53.change_resource_record_sets(
         HostedZoneId=zone_id,
         ChangeBatch={
-            "Comment": "weighted records of the cutover",
+            "Comment": "weighted records of the cutover, and each cluster's address",
             "Changes": [
-                {
-                    "Action": "UPSERT",
-                    "ResourceRecordSet": {
-                        "Name": RECORD_NAME,
-                        "Type": "CNAME",
-                        "SetIdentifier": name,
-                        "Weight": INITIAL_WEIGHTS[name],
-                        "TTL": 60,
-                        "ResourceRecords": [{"Value": RECORD_TARGETS[name]}],
-                    },
-                }
-                for name in BACKENDS
+                {"Action": "UPSERT", "ResourceRecordSet": record}
+                for record in (*weighted, *addresses)
             ],
         },
     )

@@ -25,7 +25,7 @@ ERROR_SHARE = 0.05
 
 
 class Backend:
-    """One cluster's endpoint, on its own loopback port."""
+    """One cluster's endpoint, on its own loopback address (``start(host, port)``)."""
 
     def __init__(self, name: str, settings: TwinSettings, rng: random.Random) -> None:
         self.name = name
@@ -35,15 +35,22 @@ class Backend:
         self._runner: web.AppRunner | None = None
         self.url = ""
 
-    async def start(self) -> None:
+    async def start(self, host: str, port: int = 0) -> int:
+        """Listen on ``host:port`` (0: a free port); return the port. Raises OSError when the
+        port is taken."""
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._serve)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        site = web.TCPSite(self._runner, host, port)
+        try:
+            await site.start()
+        except OSError:
+            await self.stop()
+            raise
+        bound_host, bound_port = self._runner.addresses[0][:2]
+        self.url = f"http://{bound_host}:{bound_port}"
+        return int(bound_port)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -1,4 +1,5 @@
-"""The traffic side of the twin: two clusters' backends, the edge, and the AWS objects."""
+"""The traffic side of the twin: two clusters' backends, the edge, the AWS objects, and the
+Route 53 name servers that answer for the weighted records."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from clustergate.twin.netmap import Netmap
+from clustergate.twin.route53.nameserver import Route53NameServer
 from clustergate.twin.settings import TwinSettings
 from clustergate.twin.traffic.aws_objects import (
+    BACKEND_ADDRESSES,
     BACKENDS,
     PUBLIC_URL,
     RECORD_NAME,
@@ -21,22 +24,29 @@ from clustergate.twin.traffic.aws_objects import (
 )
 from clustergate.twin.traffic.backends import Backend
 from clustergate.twin.traffic.edge import Edge
-from clustergate.twin.traffic.weights import ListenerWeights, RecordWeights, WeightSource
+from clustergate.twin.traffic.weights import ListenerWeights
 
 log = logging.getLogger("clustergate.twin.traffic")
 
 DRIVERS = ("elbv2", "route53")
 #: The twin's own credentials towards its AWS gateway; moto accepts any key.
 TWIN_ACCESS_KEY = "twin-traffic"
+#: Tries at finding one port free on both backends' addresses.
+PORT_ATTEMPTS = 20
 
 
 class TrafficSide:
     """Start the backends and the edge, create the AWS objects, then follow their weights.
 
-    ``driver`` says which weights the edge follows: the ALB listener's weighted target groups
-    (``"elbv2"``) or the weighted Route 53 records (``"route53"``). With the ``weights-ignored``
-    fault the edge reads them once, at bootstrap, and never again. ``seed`` makes the split
-    and the faults' random draws reproducible (tests).
+    Two ways in, as on AWS. The edge is the ALB: it follows the listener's weighted target
+    groups and splits every request on its own. The weighted Route 53 records are answered by
+    the twin's Route 53 name servers over real DNS, one weighted draw per query; a client
+    that resolves ``shop.clustergate.test`` connects straight to the backend's own loopback
+    address (:data:`BACKEND_ADDRESSES`, one port for both), with no edge in between.
+    ``driver`` says which of the two the twin's cluster config offers the cutover (``"elbv2"``
+    or ``"route53"``). With the ``weights-ignored`` fault the edge and the name servers read
+    their weights once, at bootstrap, and never again. ``seed`` makes the split, the DNS
+    draws and the faults' random draws reproducible (tests).
     """
 
     def __init__(
@@ -55,6 +65,8 @@ class TrafficSide:
         self._seed = seed
         self._backends = {name: Backend(name, settings, self._random(name)) for name in BACKENDS}
         self._edge: Edge | None = None
+        self._name_server: Route53NameServer | None = None
+        self._backend_port = 0
         self._follower: asyncio.Task[None] | None = None
         self._session = boto3.session.Session(
             aws_access_key_id=TWIN_ACCESS_KEY,
@@ -83,9 +95,26 @@ class TrafficSide:
         """The weights the edge splits by right now (after propagation)."""
         return self._edge.weights if self._edge is not None else {}
 
+    async def _start_backends(self) -> None:
+        """Both backends on one port, each on its own address, so that the port in the URL of
+        the weighted name is the same whichever address it resolves to."""
+        old, new = (self._backends[name] for name in BACKENDS)
+        for _ in range(PORT_ATTEMPTS):
+            port = await old.start(BACKEND_ADDRESSES[old.name])
+            try:
+                await new.start(BACKEND_ADDRESSES[new.name], port)
+            except OSError:
+                await old.stop()
+                continue
+            self._backend_port = port
+            return
+        raise OSError(
+            f"no port free on both {BACKEND_ADDRESSES['old']} and {BACKEND_ADDRESSES['new']} "
+            f"after {PORT_ATTEMPTS} tries"
+        )
+
     async def start(self) -> None:
-        for backend in self._backends.values():
-            await backend.start()
+        await self._start_backends()
         backend_urls = {name: backend.url for name, backend in self._backends.items()}
         self._edge = Edge(backend_urls, self._settings, self._random("edge"))
         await self._edge.start()
@@ -102,14 +131,12 @@ class TrafficSide:
         )
         # The load balancer's own DNS name reaches the edge too, as it does on AWS.
         self._netmap.publish_url(f"http://{created.load_balancer_dns}", self._edge.url)
-        source: WeightSource
-        if self._driver == "elbv2":
-            elbv2 = self._session.client("elbv2", endpoint_url=self._aws_endpoint_url)
-            source = ListenerWeights(elbv2, created.listener_arn, created.target_groups)
-        else:
-            route53 = self._session.client("route53", endpoint_url=self._aws_endpoint_url)
-            source = RecordWeights(route53, created.hosted_zone_id, RECORD_NAME)
+        elbv2 = self._session.client("elbv2", endpoint_url=self._aws_endpoint_url)
+        source = ListenerWeights(elbv2, created.listener_arn, created.target_groups)
         self._edge.set_weights(await asyncio.to_thread(source.read))
+        route53 = self._session.client("route53", endpoint_url=self._aws_endpoint_url)
+        self._name_server = Route53NameServer(route53, self._settings, self._random("route53"))
+        ns_host, ns_port = await self._name_server.start()
         if not self._settings.has_fault("weights-ignored"):
             self._follower = asyncio.create_task(self._follow(source), name="traffic-weights")
         return TrafficFacts(
@@ -122,9 +149,11 @@ class TrafficSide:
             record_name=RECORD_NAME,
             public_url=PUBLIC_URL,
             edge_url=self._edge.url,
+            name_servers=(f"{ns_host}:{ns_port}",),
+            record_url=f"http://{RECORD_NAME.rstrip('.')}:{self._backend_port}",
         )
 
-    async def _follow(self, source: WeightSource) -> None:
+    async def _follow(self, source: ListenerWeights) -> None:
         assert self._edge is not None
         period = self._settings.timings.weight_propagation
         while True:
@@ -132,9 +161,7 @@ class TrafficSide:
             try:
                 weights = await asyncio.to_thread(source.read)
             except (BotoCoreError, ClientError) as error:
-                log.warning(
-                    "edge could not read %s weights, keeps the last ones: %s", self._driver, error
-                )
+                log.warning("edge could not read the listener weights, keeps the last: %s", error)
                 continue
             self._edge.set_weights(weights)
 
@@ -144,6 +171,9 @@ class TrafficSide:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._follower
             self._follower = None
+        if self._name_server is not None:
+            await self._name_server.stop()
+            self._name_server = None
         if self._edge is not None:
             await self._edge.stop()
         for backend in self._backends.values():

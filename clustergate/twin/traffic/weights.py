@@ -1,20 +1,17 @@
-"""Where the edge learns its weights: read back from the AWS API, as the real data planes do.
+"""Where the edge learns its weights: read back from the AWS API, as an ALB's data plane does.
 
-An ALB applies a listener's forward config within seconds of ``ModifyListener``; Route 53
-resolvers follow weighted records within their TTL. The twin's edge polls the API every
-``timings.weight_propagation`` seconds, which is its propagation delay. Both sources answer
-``{"old": weight, "new": weight}``; their ``read`` blocks (boto3), so callers use a thread.
+An ALB applies a listener's forward config within seconds of ``ModifyListener``. The twin's
+edge polls the API every ``timings.weight_propagation`` seconds, which is its propagation
+delay. ``read`` answers ``{"old": weight, "new": weight}``; it blocks (boto3), so callers use a
+thread. (Route 53's weighted records are not read here: the twin's Route 53 name servers,
+:mod:`clustergate.twin.route53`, answer them over DNS.)
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from clustergate.twin.traffic.aws_objects import BACKENDS
-
-
-class WeightSource(Protocol):
-    def read(self) -> dict[str, int]: ...
 
 
 class ListenerWeights:
@@ -39,25 +36,4 @@ class ListenerWeights:
                 name = self._backend_of.get(group["TargetGroupArn"])
                 if name is not None:
                     weights[name] = int(group.get("Weight", 1))
-        return weights
-
-
-class RecordWeights:
-    """The weights of the weighted records of one name (``ListResourceRecordSets``)."""
-
-    def __init__(self, route53: Any, zone_id: str, record_name: str) -> None:
-        self._route53 = route53
-        self._zone_id = zone_id
-        self._record_name = record_name
-
-    def read(self) -> dict[str, int]:
-        weights = dict.fromkeys(BACKENDS, 0)
-        paginator = self._route53.get_paginator("list_resource_record_sets")
-        pages = paginator.paginate(HostedZoneId=self._zone_id, StartRecordName=self._record_name)
-        for page in pages:
-            for record in page["ResourceRecordSets"]:
-                if record["Name"] != self._record_name:
-                    continue
-                if record.get("SetIdentifier") in weights:
-                    weights[record["SetIdentifier"]] = int(record.get("Weight", 0))
         return weights
