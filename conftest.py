@@ -24,6 +24,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from clustergate import evidence, heartbeat, leftovers, preflight, runctx, shutdown
+from clustergate.autoscaling import restore_recorded_sizes
 from clustergate.config import ClusterConfig, ConfigError, load_config
 from clustergate.cutover import restore_recorded_weight
 from clustergate.failure_evidence import EvidenceWriter, FailureDiagnostics
@@ -215,7 +216,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         report = leftovers.sweep(
             cluster,
             runs,
-            restore={runctx.RESTORE_WEIGHTS: lambda data: restore_recorded_weight(data, session)},
+            restore={
+                runctx.RESTORE_WEIGHTS: lambda data: restore_recorded_weight(data, session),
+                runctx.RESTORE_SIZES: lambda data: restore_recorded_sizes(data, session),
+            },
         )
         pytest.exit(f"sweep done: {report.describe()}", returncode=pytest.ExitCode.OK)
     if disruptive and (found := leftovers.find(cluster, runs)):

@@ -103,7 +103,9 @@ def _restore_records(cluster: Cluster, namespaces: list[Leftover]) -> list[Lefto
         for record in listed.items:
             what = record.metadata.labels[RESTORE_LABEL]
             data = record.data or {}
-            detail = f"{data.get('description', what)} back to {data.get('weight', '?')}%"
+            detail = data.get("description", what)
+            if "weight" in data:  # a cutover's record: the description names the driver
+                detail += f" back to {data['weight']}%"
             found.append(
                 Leftover(
                     "ConfigMap",
