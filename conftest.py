@@ -208,6 +208,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     except preflight.PreflightError as error:
         pytest.exit(f"preflight failed: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
     access = [f"--kubeconfig={cluster.kubeconfig}", f"--context={cluster.context}"]
+    # Which runs are alive, for the sweep and for a disruptive run's refusal on leftovers.
     runs = heartbeat.read_runs(
         cluster, own=target.run_id, grace_s=cluster_config.runs.no_heartbeat_grace_s
     )
