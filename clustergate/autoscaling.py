@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import re
 import threading
@@ -28,7 +29,7 @@ from kubernetes.utils import parse_quantity
 
 from clustergate.config import AutoscalerSection, NodeGroup
 from clustergate.kube import Cluster, list_all
-from clustergate.runctx import RunContext
+from clustergate.runctx import RESTORE_LABEL, RESTORE_SIZES, RunContext
 
 LAST_UPDATED = "cluster-autoscaler.kubernetes.io/last-updated"
 ENABLED_TAG = "k8s.io/cluster-autoscaler/enabled"
@@ -40,6 +41,8 @@ PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 PAUSE_CPU_SHARE = Decimal("0.6")
 PAUSE_MEMORY = 16 * 1024 * 1024
 SCALE_UP_EVENTS = ("TriggeredScaleUp", "NotTriggerScaleUp")
+#: The run-namespace ConfigMap that records the ASGs' desired capacity for ``--sweep``.
+RESTORE_SIZES_CONFIGMAP = "autoscaler-restore-sizes"
 
 
 class StatusFormatError(ValueError):
@@ -612,6 +615,45 @@ def restore_desired(session: boto3.Session, before: list[GroupSizes]) -> None:
     for group in before:
         if now.get(group.asg, group.desired) != group.desired:
             set_desired(session, group.asg, group.desired)
+
+
+def _describe_sizes(sizes: Iterable[tuple[str, int]]) -> str:
+    return "desired capacity of " + ", ".join(f"ASG {asg} back to {n}" for asg, n in sizes)
+
+
+def sizes_record(sizes: list[GroupSizes]) -> dict[str, str]:
+    """What :func:`restore_recorded_sizes` needs to put the sizes back, as ConfigMap data."""
+    pairs = [(group.asg, group.desired) for group in sizes]
+    return {
+        "sizes": json.dumps([{"asg": asg, "desired": desired} for asg, desired in pairs]),
+        "description": _describe_sizes(pairs),
+        "recorded_at": dt.datetime.now(dt.UTC).isoformat(),
+    }
+
+
+def guard_desired(run: RunContext, session: boto3.Session, sizes: list[GroupSizes]) -> None:
+    """Put each ASG's desired capacity back when the check ends, and record it in the run
+    namespace so that ``--sweep`` can put it back after a run killed before its teardown."""
+    core = run.cluster.core()
+    metadata = run.metadata(RESTORE_SIZES_CONFIGMAP, **{RESTORE_LABEL: RESTORE_SIZES})
+    core.create_namespaced_config_map(
+        run.namespace, client.V1ConfigMap(metadata=metadata, data=sizes_record(sizes))
+    )
+
+    def put_back() -> None:
+        restore_desired(session, sizes)
+        core.delete_namespaced_config_map(RESTORE_SIZES_CONFIGMAP, run.namespace)
+
+    run.on_teardown("restore the node groups' ASG desired capacity", put_back)
+
+
+def restore_recorded_sizes(data: dict[str, str], session: boto3.Session) -> str:
+    """Restore what :func:`guard_desired` recorded (the sweep's callback)."""
+    pairs = [(str(item["asg"]), int(item["desired"])) for item in json.loads(data["sizes"])]
+    restore_desired(
+        session, [GroupSizes("", asg, min_size=0, max_size=0, desired=n) for asg, n in pairs]
+    )
+    return _describe_sizes(pairs).replace("desired capacity of", "set the desired capacity of", 1)
 
 
 def explain_scale_up(

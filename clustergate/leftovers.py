@@ -4,11 +4,11 @@ A run is dead when its heartbeat has expired (``clustergate.heartbeat``); a name
 ``--keep-on-failure`` is a finished run's leftover whatever its heartbeat. What a dead run left
 is removed whatever its age, and nothing of a live run is touched, however old.
 
-The sweep puts back before it deletes: the weights a cutover recorded and the cordons a drain
-placed first (a wrong weight or a cordoned node hurts traffic; a stray namespace does not),
-then namespaces, leases (a dead run's heartbeat, the disruption Lease if a dead run holds it)
-and labelled pods in shared namespaces. A namespace whose recorded weight cannot be put back is
-kept, with its record, for a later sweep.
+The sweep puts back before it deletes: first the weight a cutover and the ASG sizes a scaling
+check recorded, and the cordons a drain placed (a wrong weight or a cordoned node hurts
+traffic; a stray namespace does not), then namespaces, leases (a dead run's heartbeat, the
+disruption Lease if a dead run holds it) and labelled pods in shared namespaces. A namespace
+whose record cannot be put back is kept, with its record, for a later sweep.
 """
 
 from __future__ import annotations
@@ -103,7 +103,9 @@ def _restore_records(cluster: Cluster, namespaces: list[Leftover]) -> list[Lefto
         for record in listed.items:
             what = record.metadata.labels[RESTORE_LABEL]
             data = record.data or {}
-            detail = f"{data.get('description', what)} back to {data.get('weight', '?')}%"
+            detail = data.get("description", what)
+            if "weight" in data:  # a cutover's record: the description names the driver
+                detail += f" back to {data['weight']}%"
             found.append(
                 Leftover(
                     "ConfigMap",

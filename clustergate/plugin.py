@@ -25,6 +25,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from clustergate import evidence, heartbeat, leftovers, preflight, runctx, shutdown
+from clustergate.autoscaling import restore_recorded_sizes
 from clustergate.config import ClusterConfig, load_config
 from clustergate.cutover import restore_recorded_weight
 from clustergate.failure_evidence import EvidenceWriter, FailureDiagnostics
@@ -210,6 +211,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     except InputError as error:
         raise pytest.UsageError(f"preflight failed: {error}") from None
     access = [f"--kubeconfig={cluster.kubeconfig}", f"--context={cluster.context}"]
+    # Which runs are alive, for the sweep and for a disruptive run's refusal on leftovers.
     runs = heartbeat.read_runs(
         cluster, own=target.run_id, grace_s=cluster_config.runs.no_heartbeat_grace_s
     )
@@ -218,7 +220,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         report = leftovers.sweep(
             cluster,
             runs,
-            restore={runctx.RESTORE_WEIGHTS: lambda data: restore_recorded_weight(data, session)},
+            restore={
+                runctx.RESTORE_WEIGHTS: lambda data: restore_recorded_weight(data, session),
+                runctx.RESTORE_SIZES: lambda data: restore_recorded_sizes(data, session),
+            },
         )
         pytest.exit(f"sweep done: {report.describe()}", returncode=pytest.ExitCode.OK)
     if disruptive and (found := leftovers.find(cluster, runs)):

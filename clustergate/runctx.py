@@ -33,9 +33,12 @@ CORDONED_BY = "clustergate.io/cordoned-by"
 CORDONED_AT = "clustergate.io/cordoned-at"
 CREATED_AT = "clustergate.io/created-at"
 #: Label of a ConfigMap in a run namespace that records a setting to put back if the run is
-#: killed; the value says what kind (``weights``: a cutover's original traffic weight).
+#: killed; the value says what kind (``weights``: a cutover's original traffic weight,
+#: ``sizes``: the ASGs' desired capacity before a scaling check).
 RESTORE_LABEL = "clustergate.io/restore"
 RESTORE_WEIGHTS = "weights"
+#: A scaling check's original Auto Scaling group desired capacities.
+RESTORE_SIZES = "sizes"
 #: Label of a run namespace kept by ``--keep-on-failure`` for a person to look at. Its value is
 #: ``"true"``; the run that kept it has finished, so the sweep treats it as a dead run's leftover.
 KEPT_LABEL = "clustergate.io/kept-on-failure"

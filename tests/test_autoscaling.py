@@ -243,5 +243,11 @@ def test_asg_sizes_are_read_and_restored_over_boto3() -> None:
         0
     ]
     assert group["DesiredCapacity"] == 2
+    # After a killed run, the sweep puts back what the run namespace recorded.
+    autoscaling.set_desired(session, "asg-a", 4)
+    done = autoscaling.restore_recorded_sizes(autoscaling.sizes_record([sizes]), session)
+    assert done == "set the desired capacity of ASG asg-a back to 2"
+    group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["asg-a"])["AutoScalingGroups"]
+    assert group[0]["DesiredCapacity"] == 2
     with pytest.raises(AssertionError, match="asg-missing"):
         autoscaling.node_group_asgs(session, "c1", [NodeGroup(name="ng-x", asg="asg-missing")])

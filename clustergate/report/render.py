@@ -22,6 +22,7 @@ TEMPLATE = "report.html.j2"
 OUTCOME_ORDER = ("failed", "error", "passed", "skipped")
 FAILING = ("failed", "error")
 SUITE_QUESTIONS = {
+    "hygiene": "Is the cluster clean: nothing left by dead runs, no node kept from pods unasked?",
     "irsa": "Does each pod get exactly the AWS role of its service account, and nothing else?",
     "dns": "Do pods resolve through NodeLocal DNSCache on every node, fast, and keep resolving?",
     "autoscaler": "Does the cluster grow when pods are pending and shrink when nodes are idle?",

@@ -45,10 +45,7 @@ def test_pending_pods_get_new_nodes_and_idle_nodes_go_in_time(
         sizes = autoscaling.node_group_asgs(
             aws, cluster_config.cluster.name, cluster_config.node_groups
         )
-        run.on_teardown(
-            "restore the node groups' ASG desired capacity",
-            lambda: autoscaling.restore_desired(aws, sizes),
-        )
+        autoscaling.guard_desired(run, aws, sizes)
     measured = [
         node
         for node in nodes
