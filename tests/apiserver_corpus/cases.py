@@ -38,6 +38,7 @@ def case(function: Case) -> Case:
 _VARYING = (
     (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), "<uid>"),
     (re.compile(r"resource version: \d+ \(\d+\)"), "resource version: <rv> (<rv>)"),
+    (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"), "<time>"),
 )
 
 
@@ -738,4 +739,138 @@ def endpoint_slices(wire: Wire) -> Observed:
             "ports": made.field("ports"),
             "endpoints": made.field("endpoints"),
         },
+    }
+
+
+# ---- server-side apply
+
+APPLY = "application/apply-patch+yaml"
+
+
+def _managed(answer: Answer) -> list[Observed]:
+    """managedFields as recorded, without the times, in a stable order."""
+    entries = answer.field("metadata", "managedFields") or []
+    seen = [
+        {key: entry.get(key) for key in ("manager", "operation", "fieldsType", "fieldsV1")}
+        | ({"subresource": entry["subresource"]} if entry.get("subresource") else {})
+        for entry in entries
+    ]
+    return sorted(seen, key=lambda entry: (entry["manager"], entry["operation"]))
+
+
+def _applied(answer: Answer, *path: str) -> Observed:
+    return {"status": answer.status, "value": answer.field(*path), "managed": _managed(answer)}
+
+
+@case
+def server_side_apply(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-apply")
+    configmaps = f"/api/v1/namespaces/{ns}/configmaps"
+
+    def apply(data: dict[str, str], manager: str, force: bool = False) -> Answer:
+        query = f"?fieldManager={manager}" + ("&force=true" if force else "")
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": data}
+        return wire.send("PATCH", f"{configmaps}/c{query}", body, content_type=APPLY)
+
+    no_manager = wire.send(
+        "PATCH",
+        f"{configmaps}/c",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}},
+        content_type=APPLY,
+    )
+    created = apply({"a": "1", "b": "2"}, "alice")
+    again = apply({"a": "1", "b": "2"}, "alice")
+    edited = wire.send(
+        "PATCH",
+        f"{configmaps}/c?fieldManager=kubectl-edit",
+        {"data": {"b": "3"}},
+        content_type=MERGE,
+    )
+    one_conflict = apply({"b": "4"}, "bob")
+    two_conflicts = apply({"a": "5", "b": "4"}, "bob")
+    shared = apply({"a": "1"}, "carol")
+    forced = apply({"a": "6"}, "bob", force=True)
+    owned = apply({"y": "1"}, "dave")
+    released = apply({}, "dave")
+    posted = wire.send(
+        "POST",
+        configmaps,
+        {"metadata": {"name": "posted", "labels": {"l": "1"}}, "data": {"k": "v"}},
+    )
+    put_body = dict(posted.body)
+    put_body["data"] = {"k": "w", "n": "1"}
+    put = wire.send("PUT", f"{configmaps}/posted?fieldManager=kubectl-client-side-apply", put_body)
+    return {
+        "no_field_manager": status_of(no_manager),
+        "created": _applied(created, "data"),
+        "reapplied": _applied(again, "data"),
+        "edited": _applied(edited, "data"),
+        "one_conflict": status_of(one_conflict),
+        "two_conflicts": status_of(two_conflicts),
+        "shared": _applied(shared, "data"),
+        "forced": _applied(forced, "data"),
+        "owned": _applied(owned, "data"),
+        "released": _applied(released, "data"),
+        "posted": _applied(posted, "data"),
+        "put": _applied(put, "data"),
+    }
+
+
+def _web_deployment(containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            **spec,
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": containers},
+            },
+        },
+    }
+
+
+@case
+def server_side_apply_lists(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-apply-lists")
+    path = f"/apis/apps/v1/namespaces/{ns}/deployments/web"
+
+    def apply(body: dict[str, Any], manager: str) -> Answer:
+        return wire.send("PATCH", f"{path}?fieldManager={manager}", body, content_type=APPLY)
+
+    app = {
+        "name": "app",
+        "image": "registry.k8s.io/pause:3.9",
+        "ports": [{"containerPort": 80, "protocol": "TCP"}],
+        "env": [{"name": "A", "value": "1"}],
+    }
+    created = apply(
+        _web_deployment([app], replicas=2, selector={"matchLabels": {"app": "web"}}), "alice"
+    )
+    sidecar = {"name": "sidecar", "image": "registry.k8s.io/pause:3.9"}
+    merged = apply(_web_deployment([sidecar]), "bob")
+    more_env = {"name": "app", "env": [{"name": "B", "value": "2"}]}
+    env_merged = apply(_web_deployment([sidecar, more_env]), "bob")
+    image = {"name": "app", "image": "registry.k8s.io/pause:3.10"}
+    image_conflict = apply(_web_deployment([image]), "carol")
+    replicas = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}}
+    replicas_conflict = apply({**replicas, "spec": {"replicas": 5}}, "carol")
+    containers = env_merged.field("spec", "template", "spec", "containers") or []
+    return {
+        "created": {"status": created.status, "managed": _managed(created)},
+        "merged": {
+            "status": merged.status,
+            "containers": [
+                c.get("name") for c in merged.field("spec", "template", "spec", "containers") or []
+            ],
+            "managed": _managed(merged),
+        },
+        "env_merged": {
+            "status": env_merged.status,
+            "env": [c.get("env") for c in containers],
+            "ports": [c.get("ports") for c in containers],
+        },
+        "image_conflict": status_of(image_conflict),
+        "replicas_conflict": status_of(replicas_conflict),
     }

@@ -177,6 +177,50 @@ def test_kubectl_apply_and_delete(kubectl: Any, core: client.CoreV1Api, tmp_path
     assert kubectl("get", "cm", "applied", check=False).returncode != 0
 
 
+def test_kubectl_apply_server_side(kubectl: Any, core: client.CoreV1Api, tmp_path: Path) -> None:
+    manifest = tmp_path / "deploy.yaml"
+
+    def deployment(replicas: int, image: str) -> str:
+        return (
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ssa\nspec:\n"
+            f"  replicas: {replicas}\n  selector:\n    matchLabels: {{app: ssa}}\n"
+            "  template:\n    metadata:\n      labels: {app: ssa}\n    spec:\n"
+            f"      containers:\n      - name: app\n        image: {image}\n"
+        )
+
+    manifest.write_text(deployment(1, "registry.k8s.io/pause:3.9"))
+    assert "serverside-applied" in kubectl("apply", "--server-side", "-f", str(manifest)).stdout
+    manifest.write_text(deployment(2, "registry.k8s.io/pause:3.9"))
+    assert "serverside-applied" in kubectl("apply", "--server-side", "-f", str(manifest)).stdout
+    got = json.loads(
+        kubectl("get", "deployment", "ssa", "-o", "json", "--show-managed-fields").stdout
+    )
+    assert got["spec"]["replicas"] == 2
+    managers = {(m["manager"], m["operation"]) for m in got["metadata"]["managedFields"]}
+    assert ("kubectl", "Apply") in managers, managers
+
+    manifest.write_text(deployment(3, "registry.k8s.io/pause:3.10"))
+    other = ("apply", "--server-side", "--field-manager=rollout-bot", "-f", str(manifest))
+    refused = kubectl(*other, check=False)
+    assert refused.returncode != 0
+    assert 'Apply failed with 2 conflicts: conflicts with "kubectl"' in refused.stderr, (
+        refused.stderr
+    )
+    assert ".spec.replicas" in refused.stderr, refused.stderr
+    kubectl(*other, "--force-conflicts")
+    got = json.loads(
+        kubectl("get", "deployment", "ssa", "-o", "json", "--show-managed-fields").stdout
+    )
+    assert got["spec"]["replicas"] == 3
+    replicas_owners = {
+        m["manager"]
+        for m in got["metadata"]["managedFields"]
+        if "f:replicas" in m["fieldsV1"].get("f:spec", {})
+    }
+    assert replicas_owners == {"rollout-bot"}, got["metadata"]["managedFields"]
+    kubectl("delete", "-f", str(manifest))
+
+
 def printed(output: str) -> list[list[str]]:
     """kubectl's table output as rows of cells (columns are separated by 2+ spaces)."""
     return [re.split(r"\s{2,}", line.strip()) for line in output.splitlines() if line.strip()]

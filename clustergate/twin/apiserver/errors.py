@@ -160,3 +160,18 @@ def path_not_found() -> ApiError:
 
 def internal(message: str) -> ApiError:
     return ApiError(500, "InternalError", message)
+
+
+def field_manager_required() -> ApiError:
+    """An apply patch without fieldManager (PatchOptions validation)."""
+    cause = "Required value: is required for apply patch"
+    return ApiError(
+        422,
+        "Invalid",
+        f'PatchOptions.meta.k8s.io "" is invalid: fieldManager: {cause}',
+        {
+            "group": "meta.k8s.io",
+            "kind": "PatchOptions",
+            "causes": [{"reason": "FieldValueRequired", "message": cause, "field": "fieldManager"}],
+        },
+    )

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from clustergate.twin.apiserver import errors
+from clustergate.twin.apiserver import errors, field_manager
 from clustergate.twin.apiserver.admission import mutate_pod
 from clustergate.twin.apiserver.defaults import apply_defaults, validate, validate_update
 from clustergate.twin.apiserver.events_view import core_field, from_events_v1, to_events_v1
@@ -47,7 +47,7 @@ NAMESPACE_FINALIZING = (
     "The system is ensuring all content is removed from this namespace.  Upon completion, this "
     "namespace will automatically be purged by the system."
 )
-_IGNORED_ON_COMPARE = ("resourceVersion", "managedFields")
+_IGNORED_ON_COMPARE = ("resourceVersion",)
 
 
 def now_rfc3339(offset: float = 0) -> str:
@@ -62,6 +62,10 @@ def clone(obj: Any) -> Any:
 def _same(a: Obj, b: Obj) -> bool:
     def strip(obj: Obj) -> Obj:
         meta = {k: v for k, v in obj.get("metadata", {}).items() if k not in _IGNORED_ON_COMPARE}
+        if "managedFields" in meta:  # who owns what counts; when they last wrote does not
+            meta["managedFields"] = [
+                {k: v for k, v in entry.items() if k != "time"} for entry in meta["managedFields"]
+            ]
         return {**obj, "metadata": meta}
 
     return orjson.dumps(strip(a), option=orjson.OPT_SORT_KEYS) == orjson.dumps(
@@ -262,7 +266,17 @@ class Registry:
                 "terminated",
             )
 
-    def create(self, rt: ResourceType, namespace: str, body: Any, dry_run: bool = False) -> Obj:
+    def create(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        body: Any,
+        dry_run: bool = False,
+        manager: str = "",
+        applied: bool = False,
+    ) -> Obj:
+        """``manager`` is recorded as the owner of what the create set, unless ``applied``
+        (the body comes from an apply that set its managedFields)."""
         if not isinstance(body, dict):
             raise errors.bad_request("the body of the request must be a JSON object")
         obj = self._input(rt, body)
@@ -294,6 +308,9 @@ class Registry:
             meta["generation"] = 1
         asked_priority = (obj.get("spec") or {}).get("priority") if rt.key == "pods" else None
         apply_defaults(rt, obj)
+        if not applied:
+            meta.pop("managedFields", None)
+            field_manager.record_update(rt.kind, None, obj, manager, "", now_rfc3339())
         if rt.key == "pods":
             self._admit_pod(rt, namespace, obj, asked_priority)
         causes = validate(rt, obj)
@@ -364,6 +381,7 @@ class Registry:
         name: str,
         body: Any,
         subresource: str = "",
+        manager: str = "",
     ) -> Obj:
         if not isinstance(body, dict):
             raise errors.bad_request("the body of the request must be a JSON object")
@@ -378,12 +396,12 @@ class Registry:
         current = self.store.get(rt.key, namespace, name)
         if current is None:
             if rt.qualified in _CREATE_ON_UPDATE and not subresource:
-                return self.create(rt, namespace, body)
+                return self.create(rt, namespace, body, manager=manager)
             raise errors.not_found(rt, name)
         wanted_version = meta.get("resourceVersion")
         if wanted_version and wanted_version != current["metadata"]["resourceVersion"]:
             raise errors.conflict(rt, name)
-        return self._write(rt, current, new, subresource)
+        return self._write(rt, current, new, subresource, manager)
 
     def patch(
         self,
@@ -393,6 +411,7 @@ class Registry:
         content_type: str,
         patch: Any,
         subresource: str = "",
+        manager: str = "",
     ) -> Obj:
         current = self.get(rt, namespace, name)
         target = clone(self.output(rt, current))
@@ -402,9 +421,45 @@ class Registry:
         if new["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
             raise errors.conflict(rt, name)
         new["metadata"]["name"] = name
-        return self._write(rt, current, new, subresource)
+        return self._write(rt, current, new, subresource, manager)
 
-    def _write(self, rt: ResourceType, current: Obj, new: Obj, subresource: str) -> Obj:
+    def apply(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        config: Any,
+        manager: str,
+        force: bool,
+        subresource: str = "",
+    ) -> tuple[Obj, bool]:
+        """Server-side apply: the object, and whether it was created (it was absent)."""
+        if not manager:
+            raise errors.field_manager_required()
+        if not isinstance(config, dict) or not isinstance(config.get("metadata", {}), dict):
+            raise errors.bad_request("the body of an apply patch must be an object")
+        config = self._input(rt, clone(config))
+        config.setdefault("metadata", {})["name"] = name
+        current = self.store.get(rt.key, namespace if rt.namespaced else "", name)
+        reset = ("status",) if rt.has_status and not subresource else ()
+        live = None if current is None else clone(self.output(rt, current))
+        merged = field_manager.apply(
+            live, config, manager, force, rt.api_version, now_rfc3339(), reset, rt.shape
+        )
+        if current is None:
+            return self.create(rt, namespace, merged, applied=True), True
+        merged["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        return self._write(rt, current, self._input(rt, merged), subresource, applied=True), False
+
+    def _write(
+        self,
+        rt: ResourceType,
+        current: Obj,
+        new: Obj,
+        subresource: str,
+        manager: str = "",
+        applied: bool = False,
+    ) -> Obj:
         old_meta = current["metadata"]
         if subresource == "status":
             merged = clone(current)
@@ -445,6 +500,10 @@ class Registry:
         new["kind"] = current["kind"]
         if rt.key != "namespaces":
             apply_defaults(rt, new)
+        if not applied:
+            field_manager.record_update(
+                rt.kind, current, new, manager, subresource, now_rfc3339(), rt.shape
+            )
         causes = validate(rt, new)
         if not subresource:
             causes += validate_update(rt, current, new)

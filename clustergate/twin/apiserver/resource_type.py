@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from clustergate.twin.apiserver.list_types import BUILTIN, Shape
+
 Obj = dict[str, Any]
 Cause = tuple[str, str, str]
 
@@ -42,6 +44,8 @@ class ResourceType:
     #: The group a 422 names when it is not the served one: the API server qualifies the kind
     #: by the internal type's first registered group, which for Ingress is still extensions.
     invalid_group: str = ""
+    #: How server-side apply merges its lists and maps (a CRD's schema for custom resources).
+    shape: Shape = BUILTIN
 
     @property
     def api_version(self) -> str:

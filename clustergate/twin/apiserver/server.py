@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import yaml
 from aiohttp import web
 
 from clustergate.twin.apiserver import (
@@ -38,7 +39,7 @@ from clustergate.twin.apiserver.auth import (
     denial,
 )
 from clustergate.twin.apiserver.errors import ApiError
-from clustergate.twin.apiserver.patches import apply_patch
+from clustergate.twin.apiserver.patches import APPLY_PATCH, apply_patch
 from clustergate.twin.apiserver.paths import ResourcePath, parse_resource, split_group_version
 from clustergate.twin.apiserver.pod_streams import exec_in_pod, stream_logs
 from clustergate.twin.apiserver.registry import (
@@ -374,6 +375,23 @@ class ApiServer:
             return await self._subresource(request, target)
         return await self._crud(request, verb, target)
 
+    async def _patch(
+        self, request: web.Request, target: ResourcePath, subresource: str
+    ) -> web.Response:
+        """PATCH in any of its four types; the Content-Type names which."""
+        content_type = request.headers.get("Content-Type", "")
+        body = await self._body(request)
+        rt, ns, name = target.rt, self._scope(target), target.name
+        if content_type.split(";")[0].strip() == APPLY_PATCH:
+            force = _flag(request.query.get("force"))
+            manager = request.query.get("fieldManager", "")
+            obj, created = self.registry.apply(rt, ns, name, body, manager, force, subresource)
+            return json_response(obj, 201 if created else 200)
+        manager = _field_manager(request)
+        return json_response(
+            self.registry.patch(rt, ns, name, content_type, body, subresource, manager)
+        )
+
     async def _body(self, request: web.Request) -> Any:
         raw = await request.read()
         if not raw:
@@ -382,6 +400,11 @@ class ApiServer:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as error:
             content_type = request.headers.get("Content-Type", "")
+            if content_type.startswith(APPLY_PATCH):
+                try:
+                    return yaml.safe_load(raw)
+                except yaml.YAMLError as yaml_error:
+                    raise errors.bad_request(f"error decoding YAML: {yaml_error}") from yaml_error
             if "yaml" in content_type:
                 raise ApiError(
                     415,
@@ -427,16 +450,16 @@ class ApiServer:
                     )
                 )
             return json_response(registry.list(rt, list_query))
+        manager = _field_manager(request)
         if verb == "create":
             dry_run = bool(query.get("dryRun"))
-            return json_response(registry.create(rt, ns, await self._body(request), dry_run), 201)
+            body = await self._body(request)
+            return json_response(registry.create(rt, ns, body, dry_run, manager), 201)
         if verb == "update":
-            return json_response(registry.update(rt, ns, target.name, await self._body(request)))
+            body = await self._body(request)
+            return json_response(registry.update(rt, ns, target.name, body, manager=manager))
         if verb == "patch":
-            content_type = request.headers.get("Content-Type", "")
-            return json_response(
-                registry.patch(rt, ns, target.name, content_type, await self._body(request))
-            )
+            return await self._patch(request, target, "")
         if verb == "delete":
             options = DeleteOptions.parse(dict(query), await self._body(request))
             obj, gone = registry.delete(rt, ns, target.name, options)
@@ -586,11 +609,11 @@ class ApiServer:
             if method == "GET":
                 return json_response(registry.output(rt, registry.get(rt, ns, name)))
             if method == "PUT":
-                return json_response(registry.update(rt, ns, name, await self._body(request), sub))
-            if method == "PATCH":
-                content_type = request.headers.get("Content-Type", "")
                 body = await self._body(request)
-                return json_response(registry.patch(rt, ns, name, content_type, body, sub))
+                manager = _field_manager(request)
+                return json_response(registry.update(rt, ns, name, body, sub, manager))
+            if method == "PATCH":
+                return await self._patch(request, target, sub)
         elif sub == "scale":
             return await self._scale(request, target)
         elif sub == "binding" and method == "POST":
@@ -710,6 +733,13 @@ class ApiServer:
             return json_response(reviews.self_subject_review(identity), 201)
         token = ((body or {}).get("spec") or {}).get("token", "")
         return json_response(reviews.token_review(self.identity_for(token), body), 201)
+
+
+def _field_manager(request: web.Request) -> str:
+    """The fieldManager parameter, else the User-Agent's product, as k8s.io/apiserver's
+    managerOrUserAgent picks it for Update operations."""
+    named = request.query.get("fieldManager", "")
+    return named or request.headers.get("User-Agent", "").split("/")[0]
 
 
 def _scale_of(obj: Obj) -> Obj:
