@@ -221,6 +221,72 @@ def test_kubectl_apply_server_side(kubectl: Any, core: client.CoreV1Api, tmp_pat
     kubectl("delete", "-f", str(manifest))
 
 
+CRD_YAML = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [size]
+            properties:
+              size: {type: integer, minimum: 1}
+"""
+
+
+def _widget(size: int) -> str:
+    return (
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\n"
+        f"spec:\n  size: {size}\n  unknown: dropped\n"
+    )
+
+
+def test_kubectl_custom_resources(kubectl: Any, core: client.CoreV1Api, tmp_path: Path) -> None:
+    crd, widget = tmp_path / "crd.yaml", tmp_path / "widget.yaml"
+    crd.write_text(CRD_YAML)
+    assert "created" in kubectl("apply", "-f", str(crd)).stdout
+    kubectl("wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=10s")
+    listed = printed(kubectl("get", "crd").stdout)
+    assert listed[0] == ["NAME", "CREATED AT"]
+    assert "widgets.example.com" in [row[0] for row in listed[1:]]
+    widget.write_text(_widget(3))
+    assert "created" in kubectl("apply", "-f", str(widget)).stdout
+    assert "w1" in kubectl("get", "widgets").stdout
+    got = json.loads(kubectl("get", "wd", "w1", "-o", "json").stdout)
+    assert got["spec"] == {"size": 3}, "unknown fields are pruned"
+
+    widget.write_text(_widget(0))
+    refused = kubectl("apply", "-f", str(widget), check=False)
+    assert refused.returncode != 0
+    assert "spec.size in body should be greater than or equal to 1" in refused.stderr
+    widget.write_text(_widget(5))
+    assert "serverside-applied" in kubectl("apply", "--server-side", "-f", str(widget)).stdout
+    assert json.loads(kubectl("get", "wd", "w1", "-o", "json").stdout)["spec"]["size"] == 5
+
+    kubectl("delete", "-f", str(crd), "--wait=true", "--timeout=10s")
+    assert kubectl("get", "crd", "widgets.example.com", check=False).returncode != 0
+    gone = kubectl("get", "widgets", check=False)
+    assert gone.returncode != 0
+    # kubectl's discovery cache may still name the type: then the list itself is a 404.
+    assert (
+        "doesn't have a resource type" in gone.stderr
+        or "could not find the requested resource" in gone.stderr
+    ), gone.stderr
+
+
 def printed(output: str) -> list[list[str]]:
     """kubectl's table output as rows of cells (columns are separated by 2+ spaces)."""
     return [re.split(r"\s{2,}", line.strip()) for line in output.splitlines() if line.strip()]

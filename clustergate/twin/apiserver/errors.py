@@ -175,3 +175,13 @@ def field_manager_required() -> ApiError:
             "causes": [{"reason": "FieldValueRequired", "message": cause, "field": "fieldManager"}],
         },
     )
+
+
+def unsupported_patch(*accepted: str) -> ApiError:
+    """A PATCH whose type the resource does not take (415)."""
+    return ApiError(
+        415,
+        "UnsupportedMediaType",
+        "the body of the request was in an unknown format - accepted media types include: "
+        + ", ".join(accepted),
+    )

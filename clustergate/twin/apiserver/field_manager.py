@@ -23,6 +23,10 @@ Path = tuple[str, ...]
 FieldSet = set[Path]
 APPLY = "Apply"
 UPDATE = "Update"
+#: Where client-side apply keeps what it applied. kubectl's server-side apply (manager
+#: "kubectl") may take over the fields named there without a conflict, and keeps it current.
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+KUBECTL = "kubectl"
 _MISSING = object()
 #: Fields nobody owns (fieldmanager's stripmeta): apiVersion, kind and these of metadata.
 _STRIPPED_META = frozenset(
@@ -354,19 +358,39 @@ def apply(
         if other != key
         for path in sorted(owned & touched)
     ]
+    if conflicts and not force and manager == KUBECTL:
+        allowed = _last_applied_fields(base, shape)
+        conflicts = [(other, path) for other, path in conflicts if path not in allowed]
+        force = not conflicts
     if conflicts and not force:
         raise _conflict_error(managers, conflicts)
     managers.take(key, touched)
     dropped = managers.sets.get(key, set()) - wanted
-    others = set().union(*(s for k, s in managers.sets.items() if k != key))
+    # What nobody owns any longer goes, unless something below it is still owned.
+    owned = wanted.union(*(s for k, s in managers.sets.items() if k != key))
+    kept = {path[:n] for path in owned for n in range(1, len(path) + 1)}
     for path in sorted(dropped, key=len, reverse=True):
-        if path not in others and not any(o[: len(path)] == path for o in others):
+        if path not in kept:
             _remove(merged, path, shape)
     managers.set(key, wanted, api_version, now)
+    annotations = (merged.get("metadata") or {}).get("annotations") or {}
+    if manager == KUBECTL and LAST_APPLIED in annotations:
+        applied = json.loads(json.dumps(config))
+        (applied.get("metadata") or {}).get("annotations", {}).pop(LAST_APPLIED, None)
+        annotations[LAST_APPLIED] = json.dumps(applied, separators=(",", ":")) + "\n"
     present = every_path(merged, shape)
     entries = managers.encoded(lambda path: path not in present)
     merged.setdefault("metadata", {})["managedFields"] = entries
     return merged
+
+
+def _last_applied_fields(live: Obj, shape: Shape) -> FieldSet:
+    text = ((live.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+    try:
+        last = json.loads(text) if text else None
+    except ValueError:
+        return set()
+    return applied_set(last, shape) if isinstance(last, dict) else set()
 
 
 def merge(live: Any, config: Any, shape: Shape) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from clustergate.twin.apiserver.resources import ResourceType, group_versions
+from clustergate.twin.apiserver.resources import GroupVersion, ResourceType, group_versions
 
 Obj = dict[str, Any]
 _QUERY_PARAMETERS = ("dryRun", "fieldManager", "fieldValidation", "force", "pretty")
@@ -70,11 +70,17 @@ def _paths(rt: ResourceType) -> Obj:
     }
 
 
-@cache
-def documents(kubernetes_version: str) -> dict[str, bytes]:
+def documents(
+    kubernetes_version: str, served: list[GroupVersion] | None = None
+) -> dict[str, bytes]:
     """Group-version path (``apis/apps/v1``) → encoded OpenAPI v3 document."""
+    return _documents(kubernetes_version, tuple(served or group_versions()))
+
+
+@cache
+def _documents(kubernetes_version: str, served: tuple[GroupVersion, ...]) -> dict[str, bytes]:
     docs = {}
-    for gv in group_versions():
+    for gv in served:
         paths: Obj = {}
         for rt in gv.resources:
             paths.update(_paths(rt))
@@ -88,9 +94,9 @@ def documents(kubernetes_version: str) -> dict[str, bytes]:
     return docs
 
 
-def root(kubernetes_version: str) -> Obj:
+def root(kubernetes_version: str, served: list[GroupVersion] | None = None) -> Obj:
     paths = {}
-    for path, body in documents(kubernetes_version).items():
+    for path, body in documents(kubernetes_version, served).items():
         digest = hashlib.sha512(body).hexdigest().upper()
         paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
     return {"paths": paths}

@@ -17,13 +17,27 @@ import orjson
 
 from clustergate.twin.apiserver import errors, field_manager
 from clustergate.twin.apiserver.admission import mutate_pod
+from clustergate.twin.apiserver.custom_resources import (
+    CLEANUP_FINALIZER,
+    CRD_KEY,
+    Catalog,
+    established,
+    resource_types,
+)
 from clustergate.twin.apiserver.defaults import apply_defaults, validate, validate_update
 from clustergate.twin.apiserver.events_view import core_field, from_events_v1, to_events_v1
-from clustergate.twin.apiserver.patches import apply_patch
+from clustergate.twin.apiserver.patches import (
+    APPLY_PATCH,
+    JSON_PATCH,
+    MERGE_PATCH,
+    STRATEGIC_PATCH,
+    apply_patch,
+)
 from clustergate.twin.apiserver.priority import admit_priority
 from clustergate.twin.apiserver.resources import RESOURCES, ResourceType, group_of, resource
 from clustergate.twin.apiserver.selectors import FieldSelector, LabelSelector
 from clustergate.twin.apiserver.store import Key, Obj, Store, Watcher
+from clustergate.twin.apiserver.structural_schema import prune
 from clustergate.twin.settings import TwinSettings
 
 NAMESPACES = resource("", "v1", "namespaces")
@@ -150,6 +164,7 @@ class Registry:
         self.store = store
         self.settings = settings
         self.service_ips = ServiceIPs(settings.network.service_cidr)
+        self.catalog = Catalog()
         self._node_ports = iter(range(30000, 32768))
 
     # ---- views (events.k8s.io shares core events' storage)
@@ -306,6 +321,8 @@ class Registry:
         meta["creationTimestamp"] = now_rfc3339()
         if rt.tracks_generation:
             meta["generation"] = 1
+        if rt.schema is not None and rt.has_status:
+            obj.pop("status", None)  # the status subresource alone writes it
         asked_priority = (obj.get("spec") or {}).get("priority") if rt.key == "pods" else None
         apply_defaults(rt, obj)
         if not applied:
@@ -413,6 +430,8 @@ class Registry:
         subresource: str = "",
         manager: str = "",
     ) -> Obj:
+        if rt.schema is not None and content_type.startswith(STRATEGIC_PATCH):
+            raise errors.unsupported_patch(JSON_PATCH, MERGE_PATCH, APPLY_PATCH)
         current = self.get(rt, namespace, name)
         target = clone(self.output(rt, current))
         new = self._input(rt, apply_patch(content_type, target, patch))
@@ -439,6 +458,8 @@ class Registry:
         if not isinstance(config, dict) or not isinstance(config.get("metadata", {}), dict):
             raise errors.bad_request("the body of an apply patch must be an object")
         config = self._input(rt, clone(config))
+        if rt.schema is not None:
+            config = prune(config, rt.schema)
         config.setdefault("metadata", {})["name"] = name
         current = self.store.get(rt.key, namespace if rt.namespaced else "", name)
         reset = ("status",) if rt.has_status and not subresource else ()
@@ -582,6 +603,8 @@ class Registry:
             finalizers.append("foregroundDeletion")
         if options.propagation == "Orphan" and "orphan" not in finalizers:
             finalizers.append("orphan")
+        if rt.key == CRD_KEY and CLEANUP_FINALIZER not in finalizers:
+            finalizers.append(CLEANUP_FINALIZER)  # its objects go first (the CRD's REST Delete)
         if not finalizers:
             new_meta.pop("finalizers")
         if meta.get("deletionTimestamp"):
@@ -623,7 +646,7 @@ class Registry:
                 continue
             name = ns["metadata"]["name"]
             remaining = 0
-            for rt in RESOURCES:
+            for rt in self.catalog.all():
                 if not rt.namespaced or rt.storage:
                     continue
                 for obj in list(self.store.scan(rt.key, name)):
@@ -638,6 +661,41 @@ class Registry:
                 self.store.replace("namespaces", final)
                 continue
             self.store.remove("namespaces", final)
+
+    # ---- custom resource definitions
+
+    def reconcile_crds(self) -> None:
+        """One pass of apiextensions-apiserver's controllers: accept the names of new CRDs and
+        establish them, empty deleted ones of their objects and let them go; then serve what
+        the established ones define."""
+        crds = self.resource_type_of(CRD_KEY)
+        for crd in list(self.store.scan(CRD_KEY)):
+            name = crd["metadata"]["name"]
+            if crd["metadata"].get("deletionTimestamp"):
+                self._clean_up_crd(crds, crd)
+            elif not established(crd):
+                self.update(crds, "", name, _established(crd), "status", "apiextensions-apiserver")
+        self.catalog.refresh(self.store.scan(CRD_KEY))
+
+    def resource_type_of(self, key: str) -> ResourceType:
+        return next(rt for rt in self.catalog.all() if rt.key == key)
+
+    def _clean_up_crd(self, crds: ResourceType, crd: Obj) -> None:
+        types = resource_types(crd)
+        if types:
+            for obj in list(self.store.scan(types[0].key)):
+                if not obj["metadata"].get("deletionTimestamp"):
+                    meta = obj["metadata"]
+                    self.delete(types[0], meta.get("namespace", ""), meta["name"], DeleteOptions())
+            if self.store.count(types[0].key):
+                return
+        finalizers = crd["metadata"].get("finalizers") or []
+        if CLEANUP_FINALIZER in finalizers:
+            released = clone(crd)
+            released["metadata"]["finalizers"] = [f for f in finalizers if f != CLEANUP_FINALIZER]
+            self.update(
+                crds, "", crd["metadata"]["name"], released, manager="apiextensions-apiserver"
+            )
 
     # ---- bootstrap
 
@@ -699,3 +757,35 @@ class Registry:
 def _key(obj: Obj) -> Key:
     meta = obj["metadata"]
     return meta.get("namespace") or "", meta["name"]
+
+
+def _established(crd: Obj) -> Obj:
+    """``crd`` with its names accepted and Established, as the naming and establishing
+    controllers leave a CRD whose names conflict with no other."""
+    done = clone(crd)
+    names = done["spec"]["names"]
+    accepted = {
+        key: names[key]
+        for key in ("plural", "singular", "shortNames", "kind", "listKind", "categories")
+        if names.get(key)
+    }
+    now = now_rfc3339()
+    status = done.setdefault("status", {})
+    status["acceptedNames"] = accepted
+    status["conditions"] = [
+        {
+            "type": "NamesAccepted",
+            "status": "True",
+            "lastTransitionTime": now,
+            "reason": "NoConflicts",
+            "message": "no conflicts found",
+        },
+        {
+            "type": "Established",
+            "status": "True",
+            "lastTransitionTime": now,
+            "reason": "InitialNamesAccepted",
+            "message": "the initial names have been accepted",
+        },
+    ]
+    return done

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from clustergate.twin.apiserver.list_types import BUILTIN, Shape
+from clustergate.twin.apiserver.list_types import BUILTIN, SchemaShape, Shape
 
 Obj = dict[str, Any]
 Cause = tuple[str, str, str]
@@ -63,6 +63,11 @@ class ResourceType:
     @property
     def singular(self) -> str:
         return self.kind.lower()
+
+    @property
+    def schema(self) -> Obj | None:
+        """A custom resource's openAPIV3Schema; None for the built-in types."""
+        return self.shape.schema if isinstance(self.shape, SchemaShape) else None
 
     @property
     def has_status(self) -> bool:

@@ -160,7 +160,7 @@ class ApiServer:
         await site.start()
         self.netmap.publish_url(self.issuer_keys.public_base, self.url)
         self.netmap.publish(network.service_ip(1), 443, ("127.0.0.1", self.port))
-        self._tasks.append(asyncio.create_task(self._namespace_controller()))
+        self._tasks.append(asyncio.create_task(self._apiserver_controllers()))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -173,10 +173,13 @@ class ApiServer:
             await self._runner.cleanup()
             self._runner = None
 
-    async def _namespace_controller(self) -> None:
+    async def _apiserver_controllers(self) -> None:
+        """The controllers that run inside kube-apiserver: namespace finalization and the
+        CRD establishing, naming and finalizer controllers."""
         while True:
             await asyncio.sleep(0.2)
             self.registry.finalize_namespaces()
+            self.registry.reconcile_crds()
 
     # ---- middleware
 
@@ -257,7 +260,7 @@ class ApiServer:
             return self._public(path)
         gv = split_group_version(path)
         if gv is not None and gv.parts and gv.parts != ("",):
-            target = parse_resource(gv)
+            target = parse_resource(gv, self.registry.catalog.lookup)
             if target is None:
                 raise errors.path_not_found()
             return await self._resource_request(request, identity, target)
@@ -293,17 +296,18 @@ class ApiServer:
 
     def _non_resource(self, path: str) -> web.Response:
         stripped = path.rstrip("/") or "/"
+        served = self.registry.catalog.group_versions()
         if stripped == "/api":
             return json_response(discovery.api_versions(f"127.0.0.1:{self.port}"))
         if stripped == "/apis":
-            return json_response(discovery.api_group_list())
+            return json_response(discovery.api_group_list(served))
         gv = split_group_version(stripped + "/")
         if gv is not None:
-            found = discovery.api_resource_list(gv.group, gv.version)
+            found = discovery.api_resource_list(gv.group, gv.version, served)
             if found is not None:
                 return json_response(found)
         if stripped.startswith("/apis/") and stripped.count("/") == 2:
-            group = discovery.api_group(stripped.split("/")[2])
+            group = discovery.api_group(stripped.split("/")[2], served)
             if group is not None:
                 return json_response(group)
         if stripped in ("/healthz", "/livez", "/readyz") or stripped.startswith("/healthz/"):
@@ -311,9 +315,9 @@ class ApiServer:
         if stripped == "/version":
             return json_response(discovery.version_info(self.settings.network.kubernetes_version))
         if stripped == "/openapi/v3":
-            return json_response(openapi.root(self.settings.network.kubernetes_version))
+            return json_response(openapi.root(self.settings.network.kubernetes_version, served))
         if stripped.startswith("/openapi/v3/"):
-            docs = openapi.documents(self.settings.network.kubernetes_version)
+            docs = openapi.documents(self.settings.network.kubernetes_version, served)
             doc = docs.get(stripped.removeprefix("/openapi/v3/"))
             if doc is not None:
                 return web.Response(body=doc, content_type="application/json")

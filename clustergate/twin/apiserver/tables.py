@@ -472,6 +472,10 @@ def _name_age_row(obj: Obj, now: datetime.datetime) -> list[Any]:
     return [obj["metadata"]["name"], _age(obj, now)]
 
 
+def _created_at_row(obj: Obj, now: datetime.datetime) -> list[Any]:
+    return [obj["metadata"]["name"], obj["metadata"].get("creationTimestamp")]
+
+
 _WORKLOAD_COLUMNS = (_NAME, ("Desired", "integer", 0), ("Current", "integer", 0))
 PRINTERS: dict[str, tuple[tuple[Column, ...], Printer]] = {
     "pods": (
@@ -564,6 +568,11 @@ PRINTERS: dict[str, tuple[tuple[Column, ...], Printer]] = {
         _budget_row,
     ),
     "namespaces": ((_NAME, ("Status", "string", 0), _AGE), _namespace_row),
+    # CRDs print with the generic registry's default columns, as apiextensions serves them.
+    "customresourcedefinitions.apiextensions.k8s.io": (
+        (_NAME, ("Created At", "date", 0)),
+        _created_at_row,
+    ),
     "configmaps": ((_NAME, ("Data", "integer", 0), _AGE), _configmap_row),
     "leases.coordination.k8s.io": ((_NAME, ("Holder", "string", 0), _AGE), _lease_row),
     "serviceaccounts": ((_NAME, ("Secrets", "integer", 0), _AGE), _service_account_row),

@@ -9,6 +9,7 @@ layer, defaulting and validation pick it up from there.
 from __future__ import annotations
 
 from clustergate.twin.apiserver.groups import (
+    apiextensions_k8s_io,
     autoscaling,
     certificates_k8s_io,
     discovery_k8s_io,
@@ -26,6 +27,7 @@ GROUPS: tuple[ApiGroup, ...] = (
     certificates_k8s_io.GROUP,
     networking_k8s_io.GROUP,
     storage_k8s_io.GROUP,
+    apiextensions_k8s_io.GROUP,
     scheduling_k8s_io.GROUP,
     node_k8s_io.GROUP,
     discovery_k8s_io.GROUP,

@@ -1,0 +1,177 @@
+"""CustomResourceDefinitions in the twin's API server: the structural schema's pruning and
+validation as input/output pairs, and a CRD's types watched and cleaned up like built-ins.
+
+The answers' exact form (422 messages, discovery, status subresource, deletion) is checked
+against the real kube-apiserver by the corpus case custom_resources.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client, watch
+
+from clustergate.twin.apiserver.structural_schema import prune, structural_causes, validate
+from tests.twin.test_apiserver import RunningServer
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "spec": {
+            "type": "object",
+            "properties": {
+                "size": {"type": "integer", "default": 1, "exclusiveMinimum": True, "minimum": 0},
+                "port": {"x-kubernetes-int-or-string": True},
+                "ratio": {"type": "number", "multipleOf": 0.5},
+                "keep": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                "items": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "object", "properties": {"id": {"type": "string"}}},
+                },
+            },
+        }
+    },
+}
+
+PRUNED = [
+    ({"spec": {"size": 2, "x": 1}}, {"spec": {"size": 2}}),
+    ({"spec": {}}, {"spec": {"size": 1}}),
+    (
+        {"spec": {"size": 2, "keep": {"a": {"b": 1}}}},
+        {"spec": {"size": 2, "keep": {"a": {"b": 1}}}},
+    ),
+    (
+        {"spec": {"size": 2, "items": [{"id": "a", "z": 0}]}},
+        {"spec": {"size": 2, "items": [{"id": "a"}]}},
+    ),
+    ({"metadata": {"name": "n"}, "other": 1}, {"metadata": {"name": "n"}}),
+]
+
+
+@pytest.mark.parametrize(("given", "kept"), PRUNED)
+def test_unknown_fields_are_pruned_and_defaults_set(given: Any, kept: Any) -> None:
+    assert prune(given, SCHEMA) == kept
+
+
+INVALID = [
+    (
+        {"spec": {"size": 0}},
+        "spec.size: Invalid value: 0: spec.size in body should be greater than 0",
+    ),
+    (
+        {"spec": {"port": True}},
+        'spec.port: Invalid value: "boolean": spec.port in body must be of type ',
+    ),
+    (
+        {"spec": {"ratio": 0.7}},
+        "spec.ratio: Invalid value: 0.7: spec.ratio in body should be a multiple of 0.5",
+    ),
+    (
+        {"spec": {"items": []}},
+        "spec.items: Invalid value: 0: spec.items in body should have at least 1 items",
+    ),
+]
+
+
+@pytest.mark.parametrize(("obj", "message"), INVALID)
+def test_schema_violations_are_worded_as_upstream(obj: Any, message: str) -> None:
+    causes = validate(obj, SCHEMA)
+    assert len(causes) == 1, causes
+    field, _, text = causes[0]
+    assert f"{field}: {text}".startswith(message), causes
+
+
+def test_valid_objects_have_no_causes() -> None:
+    assert validate({"spec": {"size": 3, "port": "http", "ratio": 1.5}}, SCHEMA) == []
+
+
+def test_an_untyped_property_is_not_structural() -> None:
+    causes = structural_causes({"type": "object", "properties": {"a": {}}}, "s")
+    assert causes == [
+        (
+            "s.properties[a].type",
+            "FieldValueRequired",
+            "Required value: must not be empty for specified object fields",
+        )
+    ]
+
+
+CRD = {
+    "metadata": {"name": "probes.example.com"},
+    "spec": {
+        "group": "example.com",
+        "scope": "Namespaced",
+        "names": {"plural": "probes", "kind": "Probe"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": SCHEMA},
+            }
+        ],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = RunningServer(tmp_path_factory.mktemp("custom-resources"))
+    yield running
+    running.close()
+
+
+def _wait_served(custom: client.CustomObjectsApi, namespace: str) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            custom.list_namespaced_custom_object("example.com", "v1", namespace, "probes")
+            return
+        except client.ApiException as error:
+            if error.status != 404 or time.monotonic() > deadline:
+                raise
+
+
+def test_custom_objects_are_watched_and_go_with_their_namespace(twin: RunningServer) -> None:
+    api = twin.api()
+    client.ApiextensionsV1Api(api).create_custom_resource_definition(CRD)
+    custom = client.CustomObjectsApi(api)
+    ns = twin.namespace("probes")
+    _wait_served(custom, ns)
+    seen: list[tuple[str, Any]] = []
+
+    def watch_probes() -> None:
+        stream = watch.Watch().stream(
+            custom.list_namespaced_custom_object,
+            "example.com",
+            "v1",
+            ns,
+            "probes",
+            timeout_seconds=5,
+        )
+        for event in stream:
+            seen.append((event["type"], event["object"]["spec"].get("size")))
+            if len(seen) == 2:
+                return
+
+    watcher = threading.Thread(target=watch_probes)
+    watcher.start()
+    time.sleep(0.5)
+    body = {"apiVersion": "example.com/v1", "kind": "Probe", "metadata": {"name": "p"}}
+    custom.create_namespaced_custom_object("example.com", "v1", ns, "probes", {**body, "spec": {}})
+    custom.patch_namespaced_custom_object(
+        "example.com", "v1", ns, "probes", "p", {"spec": {"size": 4}}
+    )
+    watcher.join(timeout=10)
+    assert seen == [("ADDED", 1), ("MODIFIED", 4)]
+
+    client.CoreV1Api(api).delete_namespace(ns)
+    deadline = time.monotonic() + 10
+    while client.CoreV1Api(api).list_namespace(field_selector=f"metadata.name={ns}").items:
+        assert time.monotonic() < deadline, f"namespace {ns} still there after 10 s"
+        time.sleep(0.2)
