@@ -262,6 +262,7 @@ def test_kubectl_custom_resources(kubectl: Any, core: client.CoreV1Api, tmp_path
     listed = printed(kubectl("get", "crd").stdout)
     assert listed[0] == ["NAME", "CREATED AT"]
     assert "widgets.example.com" in [row[0] for row in listed[1:]]
+    assert "size\t<integer> -required-" in kubectl("explain", "widgets.spec").stdout
     widget.write_text(_widget(3))
     assert "created" in kubectl("apply", "-f", str(widget)).stdout
     assert "w1" in kubectl("get", "widgets").stdout

@@ -101,22 +101,31 @@ def test_an_untyped_property_is_not_structural() -> None:
     ]
 
 
-CRD = {
-    "metadata": {"name": "probes.example.com"},
-    "spec": {
-        "group": "example.com",
-        "scope": "Namespaced",
-        "names": {"plural": "probes", "kind": "Probe"},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {"openAPIV3Schema": SCHEMA},
-            }
-        ],
-    },
-}
+def _crd(plural: str, kind: str, scope: str, schema: Any, **subresources: Any) -> Any:
+    version = {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}
+    if subresources:
+        version["subresources"] = subresources
+    return {
+        "metadata": {"name": f"{plural}.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": scope,
+            "names": {"plural": plural, "kind": kind},
+            "versions": [version],
+        },
+    }
+
+
+def _once_served(call: Any) -> Any:
+    """``call()`` once the CRD's type is served (it is from when the CRD is Established)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return call()
+        except client.ApiException as error:
+            if error.status != 404 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -126,23 +135,14 @@ def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running.close()
 
 
-def _wait_served(custom: client.CustomObjectsApi, namespace: str) -> None:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            custom.list_namespaced_custom_object("example.com", "v1", namespace, "probes")
-            return
-        except client.ApiException as error:
-            if error.status != 404 or time.monotonic() > deadline:
-                raise
-
-
 def test_custom_objects_are_watched_and_go_with_their_namespace(twin: RunningServer) -> None:
     api = twin.api()
-    client.ApiextensionsV1Api(api).create_custom_resource_definition(CRD)
+    client.ApiextensionsV1Api(api).create_custom_resource_definition(
+        _crd("probes", "Probe", "Namespaced", SCHEMA)
+    )
     custom = client.CustomObjectsApi(api)
     ns = twin.namespace("probes")
-    _wait_served(custom, ns)
+    _once_served(lambda: custom.list_namespaced_custom_object("example.com", "v1", ns, "probes"))
     seen: list[tuple[str, Any]] = []
 
     def watch_probes() -> None:
@@ -175,3 +175,43 @@ def test_custom_objects_are_watched_and_go_with_their_namespace(twin: RunningSer
     while client.CoreV1Api(api).list_namespace(field_selector=f"metadata.name={ns}").items:
         assert time.monotonic() < deadline, f"namespace {ns} still there after 10 s"
         time.sleep(0.2)
+
+
+def test_the_scale_subresource_reads_and_writes_the_crd_paths(twin: RunningServer) -> None:
+    api = twin.api()
+    schema = {
+        "type": "object",
+        "properties": {
+            "spec": {"type": "object", "properties": {"count": {"type": "integer"}}},
+            "status": {
+                "type": "object",
+                "properties": {"count": {"type": "integer"}, "sel": {"type": "string"}},
+            },
+        },
+    }
+    scale = {
+        "specReplicasPath": ".spec.count",
+        "statusReplicasPath": ".status.count",
+        "labelSelectorPath": ".status.sel",
+    }
+    crd = _crd("pools", "Pool", "Cluster", schema, status={}, scale=scale)
+    client.ApiextensionsV1Api(api).create_custom_resource_definition(crd)
+    custom = client.CustomObjectsApi(api)
+    body = {"apiVersion": "example.com/v1", "kind": "Pool", "metadata": {"name": "p"}}
+    _once_served(
+        lambda: custom.create_cluster_custom_object(
+            "example.com", "v1", "pools", {**body, "spec": {"count": 2}}
+        )
+    )
+    custom.patch_cluster_custom_object_status(
+        "example.com", "v1", "pools", "p", {"status": {"count": 2, "sel": "app=x"}}
+    )
+    got = custom.get_cluster_custom_object_scale("example.com", "v1", "pools", "p")
+    assert got["spec"] == {"replicas": 2}
+    assert got["status"] == {"replicas": 2, "selector": "app=x"}
+    custom.patch_cluster_custom_object_scale(
+        "example.com", "v1", "pools", "p", {"spec": {"replicas": 5}}
+    )
+    assert custom.get_cluster_custom_object("example.com", "v1", "pools", "p")["spec"] == {
+        "count": 5
+    }

@@ -21,6 +21,16 @@ CRD_KEY = "customresourcedefinitions.apiextensions.k8s.io"
 CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
 
 
+def _scale_paths(scale: Obj | None) -> tuple[str, ...]:
+    if scale is None:
+        return ()
+    return (
+        scale.get("specReplicasPath", ""),
+        scale.get("statusReplicasPath", ""),
+        scale.get("labelSelectorPath", ""),
+    )
+
+
 def established(crd: Obj) -> bool:
     conditions = (crd.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
@@ -39,7 +49,8 @@ def resource_types(crd: Obj) -> tuple[ResourceType, ...]:
         subs = []
         if "status" in subresources:
             subs.append(Subresource("status", kind, STATUS_VERBS))
-        if "scale" in subresources:
+        scale = subresources.get("scale")
+        if scale is not None:
             subs.append(Subresource("scale", "Scale", STATUS_VERBS, "autoscaling", "v1"))
         schema = (version.get("schema") or {}).get("openAPIV3Schema") or {}
         types.append(
@@ -55,6 +66,7 @@ def resource_types(crd: Obj) -> tuple[ResourceType, ...]:
                 tuple(names.get("categories") or ()),
                 tracks_generation=True,
                 shape=SchemaShape(schema),
+                scale_paths=_scale_paths(scale),
             )
         )
     return tuple(types)

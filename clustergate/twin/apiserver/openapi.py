@@ -9,7 +9,7 @@ and needs no schemas. Strategic merge patches are computed by kubectl from its b
 from __future__ import annotations
 
 import hashlib
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -77,7 +77,19 @@ def documents(
     return _documents(kubernetes_version, tuple(served or group_versions()))
 
 
-@cache
+def _custom_schemas(gv: GroupVersion) -> Obj:
+    """A custom resource's schema under the name apiextensions gives it
+    (``com.example.v1.Widget``), which kubectl explain finds by its group-version-kind."""
+    schemas = {}
+    for rt in gv.resources:
+        if rt.schema is not None:
+            name = ".".join([*reversed(rt.group.split(".")), rt.version, rt.kind])
+            gvk = {"group": rt.group, "version": rt.version, "kind": rt.kind}
+            schemas[name] = {**rt.schema, "x-kubernetes-group-version-kind": [gvk]}
+    return schemas
+
+
+@lru_cache(maxsize=32)
 def _documents(kubernetes_version: str, served: tuple[GroupVersion, ...]) -> dict[str, bytes]:
     docs = {}
     for gv in served:
@@ -88,7 +100,7 @@ def _documents(kubernetes_version: str, served: tuple[GroupVersion, ...]) -> dic
             "openapi": "3.0.0",
             "info": {"title": "Kubernetes", "version": f"v{kubernetes_version}"},
             "paths": paths,
-            "components": {"schemas": {}},
+            "components": {"schemas": _custom_schemas(gv)},
         }
         docs[_gv_path(gv.group, gv.version)] = orjson.dumps(doc)
     return docs

@@ -46,6 +46,9 @@ class ResourceType:
     invalid_group: str = ""
     #: How server-side apply merges its lists and maps (a CRD's schema for custom resources).
     shape: Shape = BUILTIN
+    #: A custom resource's scale subresource: (specReplicasPath, statusReplicasPath,
+    #: labelSelectorPath), JSON paths such as ``.spec.replicas``; built-ins use their fields.
+    scale_paths: tuple[str, ...] = ()
 
     @property
     def api_version(self) -> str:

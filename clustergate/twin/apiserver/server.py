@@ -681,7 +681,7 @@ class ApiServer:
     async def _scale(self, request: web.Request, target: ResourcePath) -> web.Response:
         rt, ns, name = target.rt, self._scope(target), target.name
         obj = self.registry.get(rt, ns, name)
-        scale = _scale_of(obj)
+        scale = _scale_of(rt, obj)
         if request.method == "GET":
             return json_response(scale)
         body = await self._body(request)
@@ -696,8 +696,10 @@ class ApiServer:
             raise errors.conflict(rt, name)
         replicas = (body.get("spec") or {}).get("replicas", 0)
         updated = clone(obj)
-        updated["spec"]["replicas"] = replicas
-        return json_response(_scale_of(self.registry.update(rt, ns, name, updated)))
+        spec_path = rt.scale_paths[0] if rt.scale_paths else ".spec.replicas"
+        _set_at(updated, spec_path, replicas)
+        written = self.registry.update(rt, ns, name, updated, "scale", _field_manager(request))
+        return json_response(_scale_of(rt, written))
 
     async def _proxy(self, request: web.Request, target: ResourcePath) -> web.Response:
         ns = self._scope(target)
@@ -746,7 +748,25 @@ def _field_manager(request: web.Request) -> str:
     return named or request.headers.get("User-Agent", "").split("/")[0]
 
 
-def _scale_of(obj: Obj) -> Obj:
+def _at(obj: Obj, path: str) -> Any:
+    """The value at a JSON path such as ``.status.replicas`` (None where absent)."""
+    value: Any = obj
+    for part in path.strip(".").split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _set_at(obj: Obj, path: str, value: Any) -> None:
+    *parents, last = path.strip(".").split(".")
+    node = obj
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+
+
+def _scale_of(rt: ResourceType, obj: Obj) -> Obj:
+    if rt.scale_paths:
+        return _custom_scale(rt, obj)
     meta = obj["metadata"]
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     return {
@@ -764,4 +784,26 @@ def _scale_of(obj: Obj) -> Obj:
             "replicas": status.get("replicas", 0),
             "selector": selector_string(spec.get("selector") or {}),
         },
+    }
+
+
+def _custom_scale(rt: ResourceType, obj: Obj) -> Obj:
+    """A custom resource's Scale, read from the paths its CRD names."""
+    spec_path, status_path, selector_path = rt.scale_paths
+    meta = obj["metadata"]
+    status: Obj = {"replicas": _at(obj, status_path) or 0}
+    selector = _at(obj, selector_path) if selector_path else None
+    if selector:
+        status["selector"] = selector
+    scale_meta = {
+        key: meta[key]
+        for key in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+        if key in meta
+    }
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": scale_meta,
+        "spec": {"replicas": _at(obj, spec_path) or 0},
+        "status": status,
     }
