@@ -215,3 +215,18 @@ def test_the_scale_subresource_reads_and_writes_the_crd_paths(twin: RunningServe
     assert custom.get_cluster_custom_object("example.com", "v1", "pools", "p")["spec"] == {
         "count": 5
     }
+
+
+def test_every_served_version_serves_the_same_objects(twin: RunningServer) -> None:
+    api = twin.api()
+    crd = _crd("things", "Thing", "Cluster", {"type": "object"})
+    v1 = crd["spec"]["versions"][0]
+    crd["spec"]["versions"] = [v1, {**v1, "name": "v2", "storage": False}]
+    client.ApiextensionsV1Api(api).create_custom_resource_definition(crd)
+    custom = client.CustomObjectsApi(api)
+    body = {"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "t"}}
+    _once_served(lambda: custom.create_cluster_custom_object("example.com", "v1", "things", body))
+    got = _once_served(lambda: custom.get_cluster_custom_object("example.com", "v2", "things", "t"))
+    assert got["apiVersion"] == "example.com/v2"
+    listed = custom.list_cluster_custom_object("example.com", "v2", "things")
+    assert [item["apiVersion"] for item in listed["items"]] == ["example.com/v2"]

@@ -4,7 +4,8 @@ its schema for server-side apply and the schema itself for pruning and validatio
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import cache
 
 from clustergate.twin.apiserver.list_types import SchemaShape
 from clustergate.twin.apiserver.resource_type import (
@@ -29,6 +30,17 @@ def _scale_paths(scale: Obj | None) -> tuple[str, ...]:
         scale.get("statusReplicasPath", ""),
         scale.get("labelSelectorPath", ""),
     )
+
+
+@cache
+def in_version(api_version: str) -> Callable[[Obj], Obj]:
+    """The view of a custom object served in ``api_version``: with conversion strategy None,
+    only its apiVersion changes."""
+
+    def view(obj: Obj) -> Obj:
+        return obj if obj.get("apiVersion") == api_version else {**obj, "apiVersion": api_version}
+
+    return view
 
 
 def established(crd: Obj) -> bool:

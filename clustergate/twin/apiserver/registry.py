@@ -22,6 +22,7 @@ from clustergate.twin.apiserver.custom_resources import (
     CRD_KEY,
     Catalog,
     established,
+    in_version,
     resource_types,
 )
 from clustergate.twin.apiserver.defaults import apply_defaults, validate, validate_update
@@ -171,6 +172,8 @@ class Registry:
 
     @staticmethod
     def view(rt: ResourceType) -> Callable[[Obj], Obj] | None:
+        if rt.schema is not None:
+            return in_version(rt.api_version)
         return to_events_v1 if rt.group == "events.k8s.io" else None
 
     def output(self, rt: ResourceType, obj: Obj) -> Obj:
@@ -673,7 +676,7 @@ class Registry:
             name = crd["metadata"]["name"]
             if crd["metadata"].get("deletionTimestamp"):
                 self._clean_up_crd(crds, crd)
-            elif not established(crd):
+            elif not established(crd) or _accepted_names(crd) != crd["status"].get("acceptedNames"):
                 self.update(crds, "", name, _established(crd), "status", "apiextensions-apiserver")
         self.catalog.refresh(self.store.scan(CRD_KEY))
 
@@ -763,15 +766,9 @@ def _established(crd: Obj) -> Obj:
     """``crd`` with its names accepted and Established, as the naming and establishing
     controllers leave a CRD whose names conflict with no other."""
     done = clone(crd)
-    names = done["spec"]["names"]
-    accepted = {
-        key: names[key]
-        for key in ("plural", "singular", "shortNames", "kind", "listKind", "categories")
-        if names.get(key)
-    }
     now = now_rfc3339()
     status = done.setdefault("status", {})
-    status["acceptedNames"] = accepted
+    status["acceptedNames"] = _accepted_names(crd)
     status["conditions"] = [
         {
             "type": "NamesAccepted",
@@ -789,3 +786,9 @@ def _established(crd: Obj) -> Obj:
         },
     ]
     return done
+
+
+def _accepted_names(crd: Obj) -> Obj:
+    names = crd["spec"]["names"]
+    fields = ("plural", "singular", "shortNames", "kind", "listKind", "categories")
+    return {key: names[key] for key in fields if names.get(key)}
