@@ -235,6 +235,9 @@ spec:
     served: true
     storage: true
     subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    - {name: Ready, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].status'}
     schema:
       openAPIV3Schema:
         type: object
@@ -265,7 +268,7 @@ def test_kubectl_custom_resources(kubectl: Any, core: client.CoreV1Api, tmp_path
     assert "size\t<integer> -required-" in kubectl("explain", "widgets.spec").stdout
     widget.write_text(_widget(3))
     assert "created" in kubectl("apply", "-f", str(widget)).stdout
-    assert "w1" in kubectl("get", "widgets").stdout
+    assert printed(kubectl("get", "widgets").stdout) == [["NAME", "SIZE", "READY"], ["w1", "3"]]
     got = json.loads(kubectl("get", "wd", "w1", "-o", "json").stdout)
     assert got["spec"] == {"size": 3}, "unknown fields are pruned"
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 
+from clustergate.twin.apiserver.json_path import value_at
 from clustergate.twin.apiserver.structural_schema import prune, structural_causes, validate
 from tests.twin.test_apiserver import RunningServer
 
@@ -230,3 +231,18 @@ def test_every_served_version_serves_the_same_objects(twin: RunningServer) -> No
     assert got["apiVersion"] == "example.com/v2"
     listed = custom.list_cluster_custom_object("example.com", "v2", "things")
     assert [item["apiVersion"] for item in listed["items"]] == ["example.com/v2"]
+
+
+JSON_PATHS = [
+    (".spec.size", 3),
+    (".spec.missing", None),
+    (".status.conditions[0].type", "Ready"),
+    ('.status.conditions[?(@.type=="Ready")].status', "True"),
+    (".status.conditions[?(@.type=='Gone')].status", None),
+]
+
+
+@pytest.mark.parametrize(("path", "value"), JSON_PATHS)
+def test_crd_json_paths(path: str, value: Any) -> None:
+    obj = {"spec": {"size": 3}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    assert value_at(obj, path) == value

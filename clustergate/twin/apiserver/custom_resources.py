@@ -79,6 +79,10 @@ def resource_types(crd: Obj) -> tuple[ResourceType, ...]:
                 tracks_generation=True,
                 shape=SchemaShape(schema),
                 scale_paths=_scale_paths(scale),
+                printer_columns=tuple(
+                    (c["name"], c.get("type", "string"), c["jsonPath"], c.get("priority", 0))
+                    for c in version.get("additionalPrinterColumns") or []
+                ),
             )
         )
     return tuple(types)

@@ -49,6 +49,8 @@ class ResourceType:
     #: A custom resource's scale subresource: (specReplicasPath, statusReplicasPath,
     #: labelSelectorPath), JSON paths such as ``.spec.replicas``; built-ins use their fields.
     scale_paths: tuple[str, ...] = ()
+    #: A custom resource's additionalPrinterColumns: (name, type, jsonPath, priority).
+    printer_columns: tuple[tuple[str, str, str, int], ...] = ()
 
     @property
     def api_version(self) -> str:

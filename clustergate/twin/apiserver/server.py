@@ -39,6 +39,7 @@ from clustergate.twin.apiserver.auth import (
     denial,
 )
 from clustergate.twin.apiserver.errors import ApiError
+from clustergate.twin.apiserver.json_path import set_at, value_at
 from clustergate.twin.apiserver.patches import APPLY_PATCH, apply_patch
 from clustergate.twin.apiserver.paths import ResourcePath, parse_resource, split_group_version
 from clustergate.twin.apiserver.pod_streams import exec_in_pod, stream_logs
@@ -697,7 +698,7 @@ class ApiServer:
         replicas = (body.get("spec") or {}).get("replicas", 0)
         updated = clone(obj)
         spec_path = rt.scale_paths[0] if rt.scale_paths else ".spec.replicas"
-        _set_at(updated, spec_path, replicas)
+        set_at(updated, spec_path, replicas)
         written = self.registry.update(rt, ns, name, updated, "scale", _field_manager(request))
         return json_response(_scale_of(rt, written))
 
@@ -748,22 +749,6 @@ def _field_manager(request: web.Request) -> str:
     return named or request.headers.get("User-Agent", "").split("/")[0]
 
 
-def _at(obj: Obj, path: str) -> Any:
-    """The value at a JSON path such as ``.status.replicas`` (None where absent)."""
-    value: Any = obj
-    for part in path.strip(".").split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
-def _set_at(obj: Obj, path: str, value: Any) -> None:
-    *parents, last = path.strip(".").split(".")
-    node = obj
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[last] = value
-
-
 def _scale_of(rt: ResourceType, obj: Obj) -> Obj:
     if rt.scale_paths:
         return _custom_scale(rt, obj)
@@ -791,8 +776,8 @@ def _custom_scale(rt: ResourceType, obj: Obj) -> Obj:
     """A custom resource's Scale, read from the paths its CRD names."""
     spec_path, status_path, selector_path = rt.scale_paths
     meta = obj["metadata"]
-    status: Obj = {"replicas": _at(obj, status_path) or 0}
-    selector = _at(obj, selector_path) if selector_path else None
+    status: Obj = {"replicas": value_at(obj, status_path) or 0}
+    selector = value_at(obj, selector_path) if selector_path else None
     if selector:
         status["selector"] = selector
     scale_meta = {
@@ -804,6 +789,6 @@ def _custom_scale(rt: ResourceType, obj: Obj) -> Obj:
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
         "metadata": scale_meta,
-        "spec": {"replicas": _at(obj, spec_path) or 0},
+        "spec": {"replicas": value_at(obj, spec_path) or 0},
         "status": status,
     }

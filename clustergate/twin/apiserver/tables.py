@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from clustergate.twin.apiserver.json_path import value_at
 from clustergate.twin.apiserver.resources import ResourceType
 from clustergate.twin.apiserver.selectors import selector_string
 
@@ -596,6 +597,20 @@ PRINTERS: dict[str, tuple[tuple[Column, ...], Printer]] = {
 _DEFAULT = ((_NAME, _AGE), _name_age_row)
 
 
+def _custom_printer(rt: ResourceType) -> tuple[tuple[Column, ...], Printer]:
+    """A custom resource's columns: Name, then its CRD's additionalPrinterColumns, or Age when
+    it names none (apiextensions' table convertor)."""
+    if not rt.printer_columns:
+        return _DEFAULT
+    paths = [path for _, _, path, _ in rt.printer_columns]
+
+    def row(obj: Obj, now: datetime.datetime) -> list[Any]:
+        return [obj["metadata"]["name"], *(value_at(obj, path) for path in paths)]
+
+    columns = tuple((name, kind, priority) for name, kind, _, priority in rt.printer_columns)
+    return (_NAME, *columns), row
+
+
 def _column(name: str, kind: str, priority: int) -> Obj:
     return {
         "name": name,
@@ -634,7 +649,9 @@ def to_table(
 
     ``list_meta`` is the list's metadata (resourceVersion, continue) or, for one object, a
     metadata holding its resourceVersion."""
-    columns, printer = PRINTERS.get(rt.key, _DEFAULT)
+    columns, printer = (
+        _custom_printer(rt) if rt.schema is not None else PRINTERS.get(rt.key, _DEFAULT)
+    )
     now = datetime.datetime.now(datetime.UTC)
     rows = []
     for obj in objects:
