@@ -11,6 +11,7 @@ take the same answers from their CRD's schema (:class:`SchemaShape`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Protocol
 
 #: list field → the keys of its items (``x-kubernetes-list-type: map``).
@@ -63,10 +64,10 @@ class BuiltinShape:
     name: str = ""
 
     def child(self, name: str) -> BuiltinShape:
-        return BuiltinShape(name)
+        return _builtin(name)
 
     def items(self) -> BuiltinShape:
-        return BuiltinShape("")
+        return _builtin("")
 
     def list_keys(self, items: list[Any]) -> tuple[str, ...] | None:
         if self.name == "ports":
@@ -109,6 +110,12 @@ class SchemaShape:
 
     def atomic(self) -> bool:
         return self.schema.get("x-kubernetes-map-type") == "atomic"
+
+
+@cache
+def _builtin(name: str) -> BuiltinShape:
+    """One shape per field name: a write walks thousands of fields."""
+    return BuiltinShape(name)
 
 
 #: The shape of every built-in type.
