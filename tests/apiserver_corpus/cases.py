@@ -894,6 +894,24 @@ _WIDGET_SCHEMA = {
                 "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2},
                 "labels": {"type": "object", "additionalProperties": {"type": "string"}},
                 "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                "ports": {
+                    "type": "array",
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["name"],
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "port": {"type": "integer"},
+                        },
+                    },
+                },
+                "hosts": {
+                    "type": "array",
+                    "x-kubernetes-list-type": "set",
+                    "items": {"type": "string"},
+                },
             },
         },
         "status": {
@@ -1060,6 +1078,31 @@ def _objects(wire: Wire) -> Observed:
         "/apis/corpus.example.com/v1/gadgets",
         {"apiVersion": "corpus.example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}},
     )
+    applied = f"{widgets}/applied"
+
+    def apply(spec: Observed, manager: str) -> Answer:
+        body = {
+            "apiVersion": "corpus.example.com/v1",
+            "kind": "Widget",
+            "metadata": {"name": "applied"},
+            "spec": spec,
+        }
+        return wire.send("PATCH", f"{applied}?fieldManager={manager}", body, content_type=APPLY)
+
+    first = apply(
+        {"size": 1, "ports": [{"name": "a", "port": 1}], "hosts": ["x"], "tags": ["t"]}, "alice"
+    )
+    second = apply({"ports": [{"name": "b", "port": 2}], "hosts": ["y"]}, "bob")
+    clash = apply({"size": 2, "tags": ["u"]}, "bob")  # tags is an atomic list: alice's whole
+    seen_apply = {
+        "created": {"status": first.status, "managed": _managed(first)},
+        "merged": {
+            "status": second.status,
+            "spec": second.field("spec"),
+            "managed": _managed(second),
+        },
+        "conflict": status_of(clash),
+    }
     deleted = wire.send("DELETE", path)
     return {
         "valid": {
@@ -1091,6 +1134,7 @@ def _objects(wire: Wire) -> Observed:
             "status": gadget.status,
             "namespace": gadget.field("metadata", "namespace"),
         },
+        "server_side_apply": seen_apply,
         "deleted": deleted.status,
         "gone": status_of(wire.send("GET", path)),
     }
