@@ -17,6 +17,8 @@ from kubernetes import client, watch
 
 from clustergate.twin.apiserver.json_path import value_at
 from clustergate.twin.apiserver.structural_schema import prune, structural_causes, validate
+from tests.apiserver_corpus.cases import APPLY
+from tests.apiserver_corpus.wire import Wire
 from tests.twin.test_apiserver import RunningServer
 
 SCHEMA = {
@@ -246,3 +248,41 @@ JSON_PATHS = [
 def test_crd_json_paths(path: str, value: Any) -> None:
     obj = {"spec": {"size": 3}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
     assert value_at(obj, path) == value
+
+
+def test_status_is_applied_through_its_subresource_only(twin: RunningServer) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "spec": {"type": "object", "properties": {"size": {"type": "integer"}}},
+            "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}},
+        },
+    }
+    crd = _crd("gauges", "Gauge", "Namespaced", schema, status={})
+    client.ApiextensionsV1Api(twin.api()).create_custom_resource_definition(crd)
+    wire = Wire(twin.server.url, twin.server.ca_pem_path, twin.server.admin_token, lambda: None)
+    ns = twin.namespace("gauges")
+    path = f"/apis/example.com/v1/namespaces/{ns}/gauges/g"
+    body = {"apiVersion": "example.com/v1", "kind": "Gauge", "metadata": {"name": "g"}}
+    deadline = time.monotonic() + 10
+    while (
+        made := wire.send(
+            "PATCH",
+            f"{path}?fieldManager=op",
+            {**body, "spec": {"size": 1}, "status": {"ready": True}},
+            content_type=APPLY,
+        )
+    ).status == 404:
+        assert time.monotonic() < deadline, made.body
+        time.sleep(0.1)
+    assert made.status == 201, made.body
+    assert made.field("status") is None, "the main resource ignores status"
+    status_body = {**body, "spec": {"size": 9}, "status": {"ready": True}}
+    written = wire.send("PATCH", f"{path}/status?fieldManager=ctl", status_body, content_type=APPLY)
+    assert written.status == 200, written.body
+    assert written.field("spec") == {"size": 1}, "the status subresource ignores spec"
+    assert written.field("status") == {"ready": True}
+    entries = {
+        (m["manager"], m.get("subresource", "")) for m in written.field("metadata", "managedFields")
+    }
+    assert entries == {("op", ""), ("ctl", "status")}

@@ -337,19 +337,18 @@ def apply(
     force: bool,
     api_version: str,
     now: str,
-    reset: tuple[str, ...] = (),
+    subresource: str = "",
     shape: Shape | None = None,
 ) -> Obj:
     """The object after ``manager`` applied ``config`` to ``live`` (None: absent), with its
     managedFields; a 409 naming the conflicts when another manager owns a field the config
-    changes, unless ``force``. ``reset`` names top-level fields the endpoint ignores (status
-    on the main resource)."""
+    changes, unless ``force``. ``config`` holds only what the endpoint writes (no status on
+    the main resource of a type with a status subresource)."""
     shape = shape or BuiltinShape()
-    config = {k: v for k, v in config.items() if k not in reset}
     base = live if live is not None else {}
     merged = merge(base, config, shape)
     managers = Managers((base.get("metadata") or {}).get("managedFields"))
-    key = (manager, APPLY, "")
+    key = (manager, APPLY, subresource)
     wanted = applied_set(config, shape)
     touched = changed(_without_managed(base), _without_managed(merged), shape)
     conflicts = [

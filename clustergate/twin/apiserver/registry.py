@@ -465,10 +465,16 @@ class Registry:
             config = prune(config, rt.schema)
         config.setdefault("metadata", {})["name"] = name
         current = self.store.get(rt.key, namespace if rt.namespaced else "", name)
-        reset = ("status",) if rt.has_status and not subresource else ()
+        if current is None and subresource:
+            raise errors.not_found(rt, name)
+        if subresource == "status":
+            config = {k: v for k, v in config.items() if k in ("apiVersion", "kind", "status")}
+            config["metadata"] = {"name": name}
+        elif rt.has_status:
+            config.pop("status", None)
         live = None if current is None else clone(self.output(rt, current))
         merged = field_manager.apply(
-            live, config, manager, force, rt.api_version, now_rfc3339(), reset, rt.shape
+            live, config, manager, force, rt.api_version, now_rfc3339(), subresource, rt.shape
         )
         if current is None:
             return self.create(rt, namespace, merged, applied=True), True
@@ -488,6 +494,8 @@ class Registry:
         if subresource == "status":
             merged = clone(current)
             merged["status"] = new.get("status") or {}
+            if applied:
+                merged["metadata"]["managedFields"] = new["metadata"].get("managedFields") or []
             new = merged
         elif subresource == "approval":
             merged = clone(current)
