@@ -947,16 +947,18 @@ def _crd(plural: str, kind: str, scope: str, schema: Any, **subresources: Any) -
     }
 
 
-def _established(wire: Wire, name: str) -> Answer:
-    """The CRD once its controller set Established (bounded: 10 s)."""
+def _established(wire: Wire, name: str, condition: str = "Established") -> Answer:
+    """The CRD once its controllers set ``condition`` True (Established), or decided
+    NamesAccepted either way (bounded: 10 s)."""
     deadline = time.monotonic() + 10
     while True:
         got = wire.send("GET", f"{CRDS}/{name}")
         conditions = got.field("status", "conditions") or []
-        established = any(
-            c.get("type") == "Established" and c.get("status") == "True" for c in conditions
+        decided = any(
+            c.get("type") == condition and (c.get("status") == "True" or condition != "Established")
+            for c in conditions
         )
-        if established or time.monotonic() > deadline:
+        if decided or time.monotonic() > deadline:
             return got
         time.sleep(0.1)
 
@@ -981,6 +983,11 @@ def _definitions(wire: Wire) -> Observed:
     established = _established(wire, "widgets.corpus.example.com")
     cluster = wire.send("POST", CRDS, _crd("gadgets", "Gadget", "Cluster", {"type": "object"}))
     _established(wire, "gadgets.corpus.example.com")
+    clash = _crd("clashes", "Widget", "Namespaced", {"type": "object"})
+    clash["spec"]["names"]["shortNames"] = ["wi"]
+    clashing = wire.send("POST", CRDS, clash)
+    clashed = _established(wire, "clashes.corpus.example.com", "NamesAccepted")
+    wire.send("DELETE", f"{CRDS}/clashes.corpus.example.com")
     no_schema = wire.send("POST", CRDS, _crd("nones", "None", "Namespaced", None))
     not_structural = wire.send(
         "POST",
@@ -997,6 +1004,11 @@ def _definitions(wire: Wire) -> Observed:
         "accepted_names": established.field("status", "acceptedNames"),
         "stored_versions": established.field("status", "storedVersions"),
         "cluster_scoped": cluster.status,
+        "names_clash": {
+            "status": clashing.status,
+            "conditions": _conditions(clashed),
+            "accepted_names": clashed.field("status", "acceptedNames"),
+        },
         "no_schema": status_of(no_schema),
         "not_structural": status_of(not_structural),
         "wrong_name": status_of(wire.send("POST", CRDS, wrong_name)),

@@ -43,6 +43,91 @@ def in_version(api_version: str) -> Callable[[Obj], Obj]:
     return view
 
 
+def _claimed(crds: Iterable[Obj], crd: Obj) -> tuple[set[str], set[str]]:
+    """The resource names and the kinds other CRDs of ``crd``'s group have been granted."""
+    resources: set[str] = set()
+    kinds: set[str] = set()
+    for other in crds:
+        same_group = other["spec"].get("group") == crd["spec"].get("group")
+        if not same_group or other["metadata"]["name"] == crd["metadata"]["name"]:
+            continue
+        accepted = (other.get("status") or {}).get("acceptedNames") or {}
+        resources.update([accepted.get("plural", ""), accepted.get("singular", "")])
+        resources.update(accepted.get("shortNames") or [])
+        kinds.update([accepted.get("kind", ""), accepted.get("listKind", "")])
+    return resources - {""}, kinds - {""}
+
+
+def _condition(kind: str, status: str, reason: str, message: str, now: str) -> Obj:
+    return {
+        "type": kind,
+        "status": status,
+        "lastTransitionTime": now,
+        "reason": reason,
+        "message": message,
+    }
+
+
+def named(crd: Obj, crds: Iterable[Obj], now: str) -> Obj | None:
+    """The status the naming and establishing controllers give ``crd`` (each requested name
+    granted unless another CRD of the group holds it; established once all are), or None
+    when its status already says so."""
+    resources, kinds = _claimed(crds, crd)
+    requested = crd["spec"]["names"]
+    status = crd.get("status") or {}
+    accepted = status.get("acceptedNames") or {}
+    names = dict(accepted)
+    conflict: tuple[str, str] | None = None
+
+    def grant(field: str, claimed: set[str], reason: str) -> None:
+        nonlocal conflict
+        wanted = requested.get(field, "")
+        if wanted != accepted.get(field, "") and wanted in claimed:
+            conflict = (reason, f'"{wanted}" is already in use')
+        elif wanted:
+            names[field] = wanted
+
+    grant("plural", resources, "PluralConflict")
+    grant("singular", resources, "SingularConflict")
+    shorts = requested.get("shortNames") or []
+    taken = [s for s in shorts if s not in (accepted.get("shortNames") or []) and s in resources]
+    if taken:
+        conflict = ("ShortNamesConflict", ", ".join(f'"{s}" is already in use' for s in taken))
+    elif shorts:
+        names["shortNames"] = shorts
+    grant("kind", kinds, "KindConflict")
+    grant("listKind", kinds, "ListKindConflict")
+    if requested.get("categories"):
+        names["categories"] = requested["categories"]
+    names.setdefault("plural", "")
+    names.setdefault("kind", "")
+    was = {c.get("type"): c for c in status.get("conditions") or []}
+    if conflict is None:
+        accepting = _condition("NamesAccepted", "True", "NoConflicts", "no conflicts found", now)
+        reason, message = "InitialNamesAccepted", "the initial names have been accepted"
+        establishing = _condition("Established", "True", reason, message, now)
+    else:
+        accepting = _condition("NamesAccepted", "False", *conflict, now)
+        message = "not all names are accepted"
+        establishing = _condition("Established", "False", "NotAccepted", message, now)
+    if was.get("Established", {}).get("status") == "True":
+        establishing = was["Established"]
+    conditions = [
+        _same_since(accepting, was.get("NamesAccepted")),
+        _same_since(establishing, was.get("Established")),
+    ]
+    if names == accepted and conditions == list(status.get("conditions") or []):
+        return None
+    return {**status, "acceptedNames": names, "conditions": conditions}
+
+
+def _same_since(condition: Obj, before: Obj | None) -> Obj:
+    """``condition``, keeping the earlier transition time when its status did not change."""
+    if before is not None and before.get("status") == condition["status"]:
+        return {**condition, "lastTransitionTime": before.get("lastTransitionTime")}
+    return condition
+
+
 def established(crd: Obj) -> bool:
     conditions = (crd.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)

@@ -21,8 +21,8 @@ from clustergate.twin.apiserver.custom_resources import (
     CLEANUP_FINALIZER,
     CRD_KEY,
     Catalog,
-    established,
     in_version,
+    named,
     resource_types,
 )
 from clustergate.twin.apiserver.defaults import apply_defaults, validate, validate_update
@@ -684,8 +684,12 @@ class Registry:
             name = crd["metadata"]["name"]
             if crd["metadata"].get("deletionTimestamp"):
                 self._clean_up_crd(crds, crd)
-            elif not established(crd) or _accepted_names(crd) != crd["status"].get("acceptedNames"):
-                self.update(crds, "", name, _established(crd), "status", "apiextensions-apiserver")
+                continue
+            status = named(crd, self.store.scan(CRD_KEY), now_rfc3339())
+            if status is not None:
+                self.update(
+                    crds, "", name, {**crd, "status": status}, "status", "apiextensions-apiserver"
+                )
         self.catalog.refresh(self.store.scan(CRD_KEY))
 
     def resource_type_of(self, key: str) -> ResourceType:
@@ -768,35 +772,3 @@ class Registry:
 def _key(obj: Obj) -> Key:
     meta = obj["metadata"]
     return meta.get("namespace") or "", meta["name"]
-
-
-def _established(crd: Obj) -> Obj:
-    """``crd`` with its names accepted and Established, as the naming and establishing
-    controllers leave a CRD whose names conflict with no other."""
-    done = clone(crd)
-    now = now_rfc3339()
-    status = done.setdefault("status", {})
-    status["acceptedNames"] = _accepted_names(crd)
-    status["conditions"] = [
-        {
-            "type": "NamesAccepted",
-            "status": "True",
-            "lastTransitionTime": now,
-            "reason": "NoConflicts",
-            "message": "no conflicts found",
-        },
-        {
-            "type": "Established",
-            "status": "True",
-            "lastTransitionTime": now,
-            "reason": "InitialNamesAccepted",
-            "message": "the initial names have been accepted",
-        },
-    ]
-    return done
-
-
-def _accepted_names(crd: Obj) -> Obj:
-    names = crd["spec"]["names"]
-    fields = ("plural", "singular", "shortNames", "kind", "listKind", "categories")
-    return {key: names[key] for key in fields if names.get(key)}
