@@ -252,8 +252,7 @@ spec:
 
 def _widget(size: int) -> str:
     return (
-        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\n"
-        f"spec:\n  size: {size}\n  unknown: dropped\n"
+        f"apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: {size}\n"
     )
 
 
@@ -270,7 +269,7 @@ def test_kubectl_custom_resources(kubectl: Any, core: client.CoreV1Api, tmp_path
     assert "created" in kubectl("apply", "-f", str(widget)).stdout
     assert printed(kubectl("get", "widgets").stdout) == [["NAME", "SIZE", "READY"], ["w1", "3"]]
     got = json.loads(kubectl("get", "wd", "w1", "-o", "json").stdout)
-    assert got["spec"] == {"size": 3}, "unknown fields are pruned"
+    assert got["spec"] == {"size": 3}
 
     widget.write_text(_widget(0))
     refused = kubectl("apply", "-f", str(widget), check=False)

@@ -6,12 +6,16 @@ the real kube-apiserver by the corpus cases server_side_apply*; these pairs pin 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3
 
 from clustergate.twin.apiserver import errors, field_manager
 from clustergate.twin.apiserver.list_types import BuiltinShape, SchemaShape
+from tests.twin.test_apiserver import RunningServer
 
 SHAPE = BuiltinShape()
 
@@ -137,3 +141,26 @@ def test_apply_conflicts_force_and_prune() -> None:
     pruned = _apply(forced, {}, "alice")
     assert pruned["data"] == {"a": "9"}
     assert [m["manager"] for m in pruned["metadata"]["managedFields"]] == ["alice", "bob"]
+
+
+def test_an_apply_patch_may_be_yaml(tmp_path: Path) -> None:
+    """kubectl sends JSON (which is YAML); other appliers send YAML proper."""
+    running = RunningServer(tmp_path)
+    try:
+        http = urllib3.PoolManager(ca_certs=running.server.ca_pem_path)
+        manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\ndata:\n  a: '1'\n"
+        answer = http.request(
+            "PATCH",
+            f"{running.server.url}/api/v1/namespaces/default/configmaps/y?fieldManager=helm",
+            body=manifest.encode(),
+            headers={
+                "Authorization": f"Bearer {running.server.admin_token}",
+                "Content-Type": "application/apply-patch+yaml",
+            },
+        )
+        assert answer.status == 201, answer.data
+        made = json.loads(answer.data)
+        assert made["data"] == {"a": "1"}
+        assert [m["manager"] for m in made["metadata"]["managedFields"]] == ["helm"]
+    finally:
+        running.close()
