@@ -271,6 +271,15 @@ def test_kubectl_custom_resources(kubectl: Any, core: client.CoreV1Api, tmp_path
     got = json.loads(kubectl("get", "wd", "w1", "-o", "json").stdout)
     assert got["spec"] == {"size": 3}
 
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(_widget(3).replace("w1", "w2") + "  unknown: 1\n")
+    refused = kubectl("apply", "-f", str(strict), check=False)
+    assert refused.returncode != 0
+    assert (
+        'Widget in version "v1" cannot be handled as a Widget: strict decoding error: '
+        'unknown field "spec.unknown"'
+    ) in refused.stderr, refused.stderr
+
     widget.write_text(_widget(0))
     refused = kubectl("apply", "-f", str(widget), check=False)
     assert refused.returncode != 0

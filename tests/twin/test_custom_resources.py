@@ -7,16 +7,23 @@ against the real kube-apiserver by the corpus case custom_resources.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import urllib3
 from kubernetes import client, watch
 
 from clustergate.twin.apiserver.json_path import value_at
-from clustergate.twin.apiserver.structural_schema import prune, structural_causes, validate
+from clustergate.twin.apiserver.structural_schema import (
+    prune,
+    structural_causes,
+    unknown_fields,
+    validate,
+)
 from tests.apiserver_corpus.cases import APPLY
 from tests.apiserver_corpus.wire import Wire
 from tests.twin.test_apiserver import RunningServer
@@ -286,3 +293,39 @@ def test_status_is_applied_through_its_subresource_only(twin: RunningServer) -> 
         (m["manager"], m.get("subresource", "")) for m in written.field("metadata", "managedFields")
     }
     assert entries == {("op", ""), ("ctl", "status")}
+
+
+UNKNOWN = [
+    ({"spec": {"size": 2}}, []),
+    ({"spec": {"x": 1, "keep": {"any": 1}}, "top": 1}, ["spec.x", "top"]),
+    ({"spec": {"items": [{"id": "a"}, {"id": "b", "z": 0}]}}, ["spec.items[1].z"]),
+    ({"apiVersion": "v1", "kind": "K", "metadata": {"name": "n"}}, []),
+]
+
+
+@pytest.mark.parametrize(("obj", "paths"), UNKNOWN)
+def test_unknown_fields_are_named_as_the_strict_decoder_names_them(
+    obj: Any, paths: list[str]
+) -> None:
+    assert unknown_fields(obj, SCHEMA) == paths
+
+
+def test_unknown_fields_are_warned_of_by_default(twin: RunningServer) -> None:
+    crd = _crd("flags", "Flag", "Cluster", SCHEMA)
+    client.ApiextensionsV1Api(twin.api()).create_custom_resource_definition(crd)
+    http = urllib3.PoolManager(ca_certs=twin.server.ca_pem_path)
+    body = {"apiVersion": "example.com/v1", "kind": "Flag", "metadata": {"name": "f"}, "x": 1}
+    custom = client.CustomObjectsApi(twin.api())
+    _once_served(lambda: custom.list_cluster_custom_object("example.com", "v1", "flags"))
+    answer = http.request(
+        "POST",
+        f"{twin.server.url}/apis/example.com/v1/flags",
+        body=json.dumps(body).encode(),
+        headers={
+            "Authorization": f"Bearer {twin.server.admin_token}",
+            "Content-Type": "application/json",
+        },
+    )
+    assert answer.status == 201, answer.data
+    assert answer.headers.get("Warning") == '299 - "unknown field \\"x\\""'
+    assert "x" not in json.loads(answer.data)

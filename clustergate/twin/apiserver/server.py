@@ -54,6 +54,7 @@ from clustergate.twin.apiserver.resources import VIRTUAL, ResourceType, resource
 from clustergate.twin.apiserver.sa_tokens import Issuer, token_request
 from clustergate.twin.apiserver.selectors import selector_string
 from clustergate.twin.apiserver.store import Store, Watcher
+from clustergate.twin.apiserver.structural_schema import unknown_fields
 from clustergate.twin.apiserver.tls import write_serving_files
 from clustergate.twin.kubelet_hub import KubeletHub
 from clustergate.twin.netmap import Netmap
@@ -459,10 +460,14 @@ class ApiServer:
         if verb == "create":
             dry_run = bool(query.get("dryRun"))
             body = await self._body(request)
-            return json_response(registry.create(rt, ns, body, dry_run, manager), 201)
+            warnings = _field_validation(rt, body, query.get("fieldValidation", ""))
+            created = registry.create(rt, ns, body, dry_run, manager)
+            return json_response(created, 201, warnings)
         if verb == "update":
             body = await self._body(request)
-            return json_response(registry.update(rt, ns, target.name, body, manager=manager))
+            warnings = _field_validation(rt, body, query.get("fieldValidation", ""))
+            updated = registry.update(rt, ns, target.name, body, manager=manager)
+            return json_response(updated, 200, warnings)
         if verb == "patch":
             return await self._patch(request, target, "")
         if verb == "delete":
@@ -740,6 +745,24 @@ class ApiServer:
             return json_response(reviews.self_subject_review(identity), 201)
         token = ((body or {}).get("spec") or {}).get("token", "")
         return json_response(reviews.token_review(self.identity_for(token), body), 201)
+
+
+def _field_validation(rt: ResourceType, body: Any, mode: str) -> dict[str, str] | None:
+    """fieldValidation of a custom object's create or update: Strict refuses fields its
+    schema does not know (400, the strict decoder's words), Warn (the default) answers them
+    as Warning headers, Ignore says nothing; the fields are pruned either way."""
+    if rt.schema is None or not isinstance(body, dict) or mode == "Ignore":
+        return None
+    unknown = unknown_fields(body, rt.schema)
+    if not unknown:
+        return None
+    listed = [f'unknown field "{path}"' for path in unknown]
+    if mode == "Strict":
+        raise errors.bad_request(
+            f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+            f"strict decoding error: {', '.join(listed)}"
+        )
+    return {"Warning": ", ".join(f"299 - {orjson.dumps(text).decode()}" for text in listed)}
 
 
 def _field_manager(request: web.Request) -> str:

@@ -72,6 +72,38 @@ def _prune(value: Any, schema: Obj, root: bool = False) -> Any:
     return value
 
 
+def unknown_fields(obj: Obj, schema: Obj) -> list[str]:
+    """The paths of what :func:`prune` would remove, as the strict decoder names them."""
+    found: list[str] = []
+    _unknown(obj, schema, "", found, root=True)
+    return sorted(found)
+
+
+def _unknown(value: Any, schema: Obj, path: str, found: list[str], root: bool = False) -> None:
+    if isinstance(value, dict):
+        if schema.get("x-kubernetes-preserve-unknown-fields") is True:
+            properties = schema.get("properties") or {}
+            for name, sub in properties.items():
+                if name in value:
+                    _unknown(value[name], sub, f"{path}.{name}".lstrip("."), found)
+            return
+        properties = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        for name, child in value.items():
+            here = f"{path}.{name}".lstrip(".")
+            if root and name in _ROOT_FIELDS:
+                continue
+            if name in properties:
+                _unknown(child, properties[name], here, found)
+            elif isinstance(extra, dict):
+                _unknown(child, extra, here, found)
+            elif extra is not True:
+                found.append(here)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            _unknown(item, schema["items"], f"{path}[{index}]", found)
+
+
 # ---- validation
 
 
