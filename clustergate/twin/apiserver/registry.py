@@ -63,6 +63,9 @@ NAMESPACE_FINALIZING = (
     "namespace will automatically be purged by the system."
 )
 _IGNORED_ON_COMPARE = ("resourceVersion",)
+#: The manager of what the API server writes itself (bootstrap objects, its controllers),
+#: as kube-apiserver records its own writes.
+SELF_MANAGER = "kube-apiserver"
 
 
 def now_rfc3339(offset: float = 0) -> str:
@@ -290,7 +293,7 @@ class Registry:
         namespace: str,
         body: Any,
         dry_run: bool = False,
-        manager: str = "",
+        manager: str = SELF_MANAGER,
         applied: bool = False,
     ) -> Obj:
         """``manager`` is recorded as the owner of what the create set, unless ``applied``
@@ -401,7 +404,7 @@ class Registry:
         name: str,
         body: Any,
         subresource: str = "",
-        manager: str = "",
+        manager: str = SELF_MANAGER,
     ) -> Obj:
         if not isinstance(body, dict):
             raise errors.bad_request("the body of the request must be a JSON object")
@@ -431,7 +434,7 @@ class Registry:
         content_type: str,
         patch: Any,
         subresource: str = "",
-        manager: str = "",
+        manager: str = SELF_MANAGER,
     ) -> Obj:
         if rt.schema is not None and content_type.startswith(STRATEGIC_PATCH):
             raise errors.unsupported_patch(JSON_PATCH, MERGE_PATCH, APPLY_PATCH)
@@ -487,7 +490,7 @@ class Registry:
         current: Obj,
         new: Obj,
         subresource: str,
-        manager: str = "",
+        manager: str = SELF_MANAGER,
         applied: bool = False,
     ) -> Obj:
         old_meta = current["metadata"]
@@ -687,9 +690,7 @@ class Registry:
                 continue
             status = named(crd, self.store.scan(CRD_KEY), now_rfc3339())
             if status is not None:
-                self.update(
-                    crds, "", name, {**crd, "status": status}, "status", "apiextensions-apiserver"
-                )
+                self.update(crds, "", name, {**crd, "status": status}, "status", SELF_MANAGER)
         self.catalog.refresh(self.store.scan(CRD_KEY))
 
     def resource_type_of(self, key: str) -> ResourceType:
@@ -708,9 +709,7 @@ class Registry:
         if CLEANUP_FINALIZER in finalizers:
             released = clone(crd)
             released["metadata"]["finalizers"] = [f for f in finalizers if f != CLEANUP_FINALIZER]
-            self.update(
-                crds, "", crd["metadata"]["name"], released, manager="apiextensions-apiserver"
-            )
+            self.update(crds, "", crd["metadata"]["name"], released, manager=SELF_MANAGER)
 
     # ---- bootstrap
 
