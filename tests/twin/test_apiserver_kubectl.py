@@ -191,6 +191,13 @@ def test_kubectl_apply_server_side(kubectl: Any, core: client.CoreV1Api, tmp_pat
     manifest.write_text(deployment(1, "registry.k8s.io/pause:3.9"))
     assert "serverside-applied" in kubectl("apply", "--server-side", "-f", str(manifest)).stdout
     manifest.write_text(deployment(2, "registry.k8s.io/pause:3.9"))
+    dry = kubectl("apply", "--server-side", "--dry-run=server", "-f", str(manifest)).stdout
+    assert "serverside-applied (server dry run)" in dry
+    diff = kubectl("diff", "--server-side", "-f", str(manifest), check=False)
+    assert diff.returncode == 1, diff.stderr  # 1: differences found
+    assert "+  replicas: 2" in diff.stdout, diff.stdout
+    unchanged = json.loads(kubectl("get", "deployment", "ssa", "-o", "json").stdout)
+    assert unchanged["spec"]["replicas"] == 1, "a dry run keeps nothing"
     assert "serverside-applied" in kubectl("apply", "--server-side", "-f", str(manifest)).stdout
     got = json.loads(
         kubectl("get", "deployment", "ssa", "-o", "json", "--show-managed-fields").stdout

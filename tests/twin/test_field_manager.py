@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import urllib3
+from kubernetes import client
 
 from clustergate.twin.apiserver import errors, field_manager
 from clustergate.twin.apiserver.list_types import BuiltinShape, SchemaShape
@@ -162,5 +163,24 @@ def test_an_apply_patch_may_be_yaml(tmp_path: Path) -> None:
         made = json.loads(answer.data)
         assert made["data"] == {"a": "1"}
         assert [m["manager"] for m in made["metadata"]["managedFields"]] == ["helm"]
+    finally:
+        running.close()
+
+
+def test_dry_run_patches_and_updates_keep_nothing(tmp_path: Path) -> None:
+    running = RunningServer(tmp_path)
+    try:
+        core = client.CoreV1Api(running.api())
+        core.create_namespaced_config_map(
+            "default", {"metadata": {"name": "d"}, "data": {"a": "1"}}
+        )
+        answered = core.patch_namespaced_config_map(
+            "d", "default", {"data": {"a": "2"}}, dry_run="All"
+        )
+        assert answered.data == {"a": "2"}
+        replaced = core.read_namespaced_config_map("d", "default")
+        replaced.data = {"a": "3"}
+        core.replace_namespaced_config_map("d", "default", replaced, dry_run="All")
+        assert core.read_namespaced_config_map("d", "default").data == {"a": "1"}
     finally:
         running.close()

@@ -405,6 +405,7 @@ class Registry:
         body: Any,
         subresource: str = "",
         manager: str = SELF_MANAGER,
+        dry_run: bool = False,
     ) -> Obj:
         if not isinstance(body, dict):
             raise errors.bad_request("the body of the request must be a JSON object")
@@ -419,12 +420,12 @@ class Registry:
         current = self.store.get(rt.key, namespace, name)
         if current is None:
             if rt.qualified in _CREATE_ON_UPDATE and not subresource:
-                return self.create(rt, namespace, body, manager=manager)
+                return self.create(rt, namespace, body, dry_run, manager)
             raise errors.not_found(rt, name)
         wanted_version = meta.get("resourceVersion")
         if wanted_version and wanted_version != current["metadata"]["resourceVersion"]:
             raise errors.conflict(rt, name)
-        return self._write(rt, current, new, subresource, manager)
+        return self._write(rt, current, new, subresource, manager, dry_run=dry_run)
 
     def patch(
         self,
@@ -435,6 +436,7 @@ class Registry:
         patch: Any,
         subresource: str = "",
         manager: str = SELF_MANAGER,
+        dry_run: bool = False,
     ) -> Obj:
         if rt.schema is not None and content_type.startswith(STRATEGIC_PATCH):
             raise errors.unsupported_patch(JSON_PATCH, MERGE_PATCH, APPLY_PATCH)
@@ -446,7 +448,7 @@ class Registry:
         if new["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
             raise errors.conflict(rt, name)
         new["metadata"]["name"] = name
-        return self._write(rt, current, new, subresource, manager)
+        return self._write(rt, current, new, subresource, manager, dry_run=dry_run)
 
     def apply(
         self,
@@ -457,8 +459,10 @@ class Registry:
         manager: str,
         force: bool,
         subresource: str = "",
+        dry_run: bool = False,
     ) -> tuple[Obj, bool]:
-        """Server-side apply: the object, and whether it was created (it was absent)."""
+        """Server-side apply: the object, and whether it was created (it was absent);
+        ``dry_run`` answers what it would be and keeps nothing (kubectl diff --server-side)."""
         if not manager:
             raise errors.field_manager_required()
         if not isinstance(config, dict) or not isinstance(config.get("metadata", {}), dict):
@@ -480,9 +484,10 @@ class Registry:
             live, config, manager, force, rt.api_version, now_rfc3339(), subresource, rt.shape
         )
         if current is None:
-            return self.create(rt, namespace, merged, applied=True), True
+            return self.create(rt, namespace, merged, dry_run, applied=True), True
         merged["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        return self._write(rt, current, self._input(rt, merged), subresource, applied=True), False
+        new = self._input(rt, merged)
+        return self._write(rt, current, new, subresource, applied=True, dry_run=dry_run), False
 
     def _write(
         self,
@@ -492,6 +497,7 @@ class Registry:
         subresource: str,
         manager: str = SELF_MANAGER,
         applied: bool = False,
+        dry_run: bool = False,
     ) -> Obj:
         old_meta = current["metadata"]
         if subresource == "status":
@@ -549,6 +555,8 @@ class Registry:
         new["metadata"]["resourceVersion"] = old_meta["resourceVersion"]
         if _same(current, new):
             return self.output(rt, current)
+        if dry_run:
+            return self.output(rt, new)
         if self._removable(new):
             return self.output(rt, self._remove(rt, new))
         return self.output(rt, self.store.replace(rt.key, new))

@@ -388,14 +388,17 @@ class ApiServer:
         content_type = request.headers.get("Content-Type", "")
         body = await self._body(request)
         rt, ns, name = target.rt, self._scope(target), target.name
+        dry_run = bool(request.query.get("dryRun"))
         if content_type.split(";")[0].strip() == APPLY_PATCH:
             force = _flag(request.query.get("force"))
             manager = request.query.get("fieldManager", "")
-            obj, created = self.registry.apply(rt, ns, name, body, manager, force, subresource)
+            obj, created = self.registry.apply(
+                rt, ns, name, body, manager, force, subresource, dry_run
+            )
             return json_response(obj, 201 if created else 200)
         manager = _field_manager(request)
         return json_response(
-            self.registry.patch(rt, ns, name, content_type, body, subresource, manager)
+            self.registry.patch(rt, ns, name, content_type, body, subresource, manager, dry_run)
         )
 
     async def _body(self, request: web.Request) -> Any:
@@ -466,7 +469,8 @@ class ApiServer:
         if verb == "update":
             body = await self._body(request)
             warnings = _field_validation(rt, body, query.get("fieldValidation", ""))
-            updated = registry.update(rt, ns, target.name, body, manager=manager)
+            dry_run = bool(query.get("dryRun"))
+            updated = registry.update(rt, ns, target.name, body, "", manager, dry_run)
             return json_response(updated, 200, warnings)
         if verb == "patch":
             return await self._patch(request, target, "")
