@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,7 @@ def case(function: Case) -> Case:
 _VARYING = (
     (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), "<uid>"),
     (re.compile(r"resource version: \d+ \(\d+\)"), "resource version: <rv> (<rv>)"),
+    (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"), "<time>"),
 )
 
 
@@ -739,3 +741,441 @@ def endpoint_slices(wire: Wire) -> Observed:
             "endpoints": made.field("endpoints"),
         },
     }
+
+
+# ---- server-side apply
+
+APPLY = "application/apply-patch+yaml"
+
+
+def _managed(answer: Answer) -> list[Observed]:
+    """managedFields as recorded, without the times, in a stable order."""
+    entries = answer.field("metadata", "managedFields") or []
+    seen = [
+        {key: entry.get(key) for key in ("manager", "operation", "fieldsType", "fieldsV1")}
+        | ({"subresource": entry["subresource"]} if entry.get("subresource") else {})
+        for entry in entries
+    ]
+    return sorted(seen, key=lambda entry: (entry["manager"], entry["operation"]))
+
+
+def _applied(answer: Answer, *path: str) -> Observed:
+    return {"status": answer.status, "value": answer.field(*path), "managed": _managed(answer)}
+
+
+@case
+def server_side_apply(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-apply")
+    configmaps = f"/api/v1/namespaces/{ns}/configmaps"
+
+    def apply(data: dict[str, str], manager: str, force: bool = False) -> Answer:
+        query = f"?fieldManager={manager}" + ("&force=true" if force else "")
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": data}
+        return wire.send("PATCH", f"{configmaps}/c{query}", body, content_type=APPLY)
+
+    no_manager = wire.send(
+        "PATCH",
+        f"{configmaps}/c",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}},
+        content_type=APPLY,
+    )
+    created = apply({"a": "1", "b": "2"}, "alice")
+    again = apply({"a": "1", "b": "2"}, "alice")
+    edited = wire.send(
+        "PATCH",
+        f"{configmaps}/c?fieldManager=kubectl-edit",
+        {"data": {"b": "3"}},
+        content_type=MERGE,
+    )
+    one_conflict = apply({"b": "4"}, "bob")
+    two_conflicts = apply({"a": "5", "b": "4"}, "bob")
+    shared = apply({"a": "1"}, "carol")
+    forced = apply({"a": "6"}, "bob", force=True)
+    owned = apply({"y": "1"}, "dave")
+    released = apply({}, "dave")
+    posted = wire.send(
+        "POST",
+        configmaps,
+        {"metadata": {"name": "posted", "labels": {"l": "1"}}, "data": {"k": "v"}},
+    )
+    put_body = dict(posted.body)
+    put_body["data"] = {"k": "w", "n": "1"}
+    put = wire.send("PUT", f"{configmaps}/posted?fieldManager=kubectl-client-side-apply", put_body)
+    return {
+        "no_field_manager": status_of(no_manager),
+        "created": _applied(created, "data"),
+        "reapplied": _applied(again, "data"),
+        "edited": _applied(edited, "data"),
+        "one_conflict": status_of(one_conflict),
+        "two_conflicts": status_of(two_conflicts),
+        "shared": _applied(shared, "data"),
+        "forced": _applied(forced, "data"),
+        "owned": _applied(owned, "data"),
+        "released": _applied(released, "data"),
+        "posted": _applied(posted, "data"),
+        "put": _applied(put, "data"),
+    }
+
+
+def _web_deployment(containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            **spec,
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": containers},
+            },
+        },
+    }
+
+
+@case
+def server_side_apply_lists(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-apply-lists")
+    path = f"/apis/apps/v1/namespaces/{ns}/deployments/web"
+
+    def apply(body: dict[str, Any], manager: str) -> Answer:
+        return wire.send("PATCH", f"{path}?fieldManager={manager}", body, content_type=APPLY)
+
+    app = {
+        "name": "app",
+        "image": "registry.k8s.io/pause:3.9",
+        "ports": [{"containerPort": 80, "protocol": "TCP"}],
+        "env": [{"name": "A", "value": "1"}],
+    }
+    created = apply(
+        _web_deployment([app], replicas=2, selector={"matchLabels": {"app": "web"}}), "alice"
+    )
+    sidecar = {"name": "sidecar", "image": "registry.k8s.io/pause:3.9"}
+    merged = apply(_web_deployment([sidecar]), "bob")
+    more_env = {"name": "app", "env": [{"name": "B", "value": "2"}]}
+    env_merged = apply(_web_deployment([sidecar, more_env]), "bob")
+    image = {"name": "app", "image": "registry.k8s.io/pause:3.10"}
+    image_conflict = apply(_web_deployment([image]), "carol")
+    replicas = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}}
+    replicas_conflict = apply({**replicas, "spec": {"replicas": 5}}, "carol")
+    containers = env_merged.field("spec", "template", "spec", "containers") or []
+    return {
+        "created": {"status": created.status, "managed": _managed(created)},
+        "merged": {
+            "status": merged.status,
+            "containers": [
+                c.get("name") for c in merged.field("spec", "template", "spec", "containers") or []
+            ],
+            "managed": _managed(merged),
+        },
+        "env_merged": {
+            "status": env_merged.status,
+            "env": [c.get("env") for c in containers],
+            "ports": [c.get("ports") for c in containers],
+        },
+        "image_conflict": status_of(image_conflict),
+        "replicas_conflict": status_of(replicas_conflict),
+    }
+
+
+# ---- custom resource definitions
+
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+_WIDGET_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "spec": {
+            "type": "object",
+            "required": ["size"],
+            "properties": {
+                "size": {"type": "integer", "minimum": 1, "maximum": 10},
+                "replicas": {"type": "integer"},
+                "color": {"type": "string", "enum": ["red", "blue"]},
+                "name": {"type": "string", "pattern": "^[a-z]+$", "maxLength": 8},
+                "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                "ports": {
+                    "type": "array",
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["name"],
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "port": {"type": "integer"},
+                        },
+                    },
+                },
+                "hosts": {
+                    "type": "array",
+                    "x-kubernetes-list-type": "set",
+                    "items": {"type": "string"},
+                },
+            },
+        },
+        "status": {
+            "type": "object",
+            "properties": {"ready": {"type": "boolean"}, "replicas": {"type": "integer"}},
+        },
+    },
+}
+
+
+def _crd(plural: str, kind: str, scope: str, schema: Any, **subresources: Any) -> Observed:
+    group = "corpus.example.com"
+    version: Observed = {"name": "v1", "served": True, "storage": True}
+    if schema is not None:
+        version["schema"] = {"openAPIV3Schema": schema}
+    if subresources:
+        version["subresources"] = subresources
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": scope,
+            "names": {
+                "plural": plural,
+                "singular": kind.lower(),
+                "kind": kind,
+                "shortNames": [plural[:2]],
+            },
+            "versions": [version],
+        },
+    }
+
+
+def _established(wire: Wire, name: str, condition: str = "Established") -> Answer:
+    """The CRD once its controllers set ``condition`` True (Established), or decided
+    NamesAccepted either way (bounded: 10 s)."""
+    deadline = time.monotonic() + 10
+    while True:
+        got = wire.send("GET", f"{CRDS}/{name}")
+        conditions = got.field("status", "conditions") or []
+        decided = any(
+            c.get("type") == condition and (c.get("status") == "True" or condition != "Established")
+            for c in conditions
+        )
+        if decided or time.monotonic() > deadline:
+            return got
+        time.sleep(0.1)
+
+
+def _conditions(answer: Answer) -> list[Observed]:
+    return sorted(
+        (
+            {key: c.get(key) for key in ("type", "status", "reason", "message")}
+            for c in answer.field("status", "conditions") or []
+        ),
+        key=lambda c: c["type"],
+    )
+
+
+def _definitions(wire: Wire) -> Observed:
+    scale = {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}
+    made = wire.send(
+        "POST",
+        CRDS,
+        _crd("widgets", "Widget", "Namespaced", _WIDGET_SCHEMA, status={}, scale=scale),
+    )
+    established = _established(wire, "widgets.corpus.example.com")
+    cluster = wire.send("POST", CRDS, _crd("gadgets", "Gadget", "Cluster", {"type": "object"}))
+    _established(wire, "gadgets.corpus.example.com")
+    clash = _crd("clashes", "Widget", "Namespaced", {"type": "object"})
+    clash["spec"]["names"]["shortNames"] = ["wi"]
+    clashing = wire.send("POST", CRDS, clash)
+    clashed = _established(wire, "clashes.corpus.example.com", "NamesAccepted")
+    wire.send("DELETE", f"{CRDS}/clashes.corpus.example.com")
+    no_schema = wire.send("POST", CRDS, _crd("nones", "None", "Namespaced", None))
+    not_structural = wire.send(
+        "POST",
+        CRDS,
+        _crd("loose", "Loose", "Namespaced", {"properties": {"spec": {"type": "object"}}}),
+    )
+    wrong_name = _crd("things", "Thing", "Namespaced", {"type": "object"})
+    wrong_name["metadata"]["name"] = "stuff.corpus.example.com"
+    groups = wire.send("GET", "/apis").field("groups") or []
+    resources = wire.send("GET", "/apis/corpus.example.com/v1").field("resources") or []
+    return {
+        "created": {"status": made.status, "names": made.field("status", "acceptedNames")},
+        "conditions": _conditions(established),
+        "accepted_names": established.field("status", "acceptedNames"),
+        "stored_versions": established.field("status", "storedVersions"),
+        "cluster_scoped": cluster.status,
+        "names_clash": {
+            "status": clashing.status,
+            "conditions": _conditions(clashed),
+            "accepted_names": clashed.field("status", "acceptedNames"),
+        },
+        "no_schema": status_of(no_schema),
+        "not_structural": status_of(not_structural),
+        "wrong_name": status_of(wire.send("POST", CRDS, wrong_name)),
+        "group_listed": [
+            g.get("versions") for g in groups if g.get("name") == "corpus.example.com"
+        ],
+        "resources": sorted(
+            (
+                {
+                    key: r.get(key)
+                    for key in ("name", "singularName", "namespaced", "kind", "shortNames")
+                }
+                | {"verbs": sorted(r.get("verbs") or [])}
+                for r in resources
+            ),
+            key=lambda r: r["name"],
+        ),
+    }
+
+
+def _objects(wire: Wire) -> Observed:
+    ns = namespace(wire, "corpus-custom")
+    widgets = f"/apis/corpus.example.com/v1/namespaces/{ns}/widgets"
+
+    def widget(name: str, spec: Any, **extra: Any) -> Answer:
+        body = {
+            "apiVersion": "corpus.example.com/v1",
+            "kind": "Widget",
+            "metadata": {"name": name},
+            "spec": spec,
+            **extra,
+        }
+        return wire.send("POST", widgets, body)
+
+    valid = widget(
+        "w",
+        {
+            "size": 3,
+            "color": "red",
+            "name": "abc",
+            "unknown": 1,
+            "labels": {"a": "b"},
+            "extra": {"anything": {"goes": [1]}},
+        },
+        status={"ready": True},
+        top="level",
+    )
+    invalid = {
+        "too_small": widget("a", {"size": 0}),
+        "too_big": widget("b", {"size": 11}),
+        "not_in_enum": widget("c", {"size": 1, "color": "green"}),
+        "missing_required": widget("d", {"color": "red"}),
+        "wrong_type": widget("e", {"size": "three"}),
+        "pattern": widget("f", {"size": 1, "name": "ABC"}),
+        "too_long": widget("g", {"size": 1, "name": "abcdefghij"}),
+        "too_many": widget("h", {"size": 1, "tags": ["a", "b", "c"]}),
+        "map_value_type": widget("i", {"size": 1, "labels": {"a": 1}}),
+    }
+    # Several errors: kube-openapi walks properties in Go map order, so only the causes (sorted)
+    # are stable, not the order they are joined in the message.
+    several = status_of(widget("j", {"size": 20, "color": "green", "tags": [1]}))
+    several.pop("message")
+    path = f"{widgets}/w"
+    got = wire.send("GET", path)
+    status_body = dict(got.body)
+    status_body["status"] = {"ready": True, "replicas": 2}
+    status_body["spec"] = {"size": 9}
+    status_put = wire.send("PUT", f"{path}/status", status_body)
+    main_body = dict(status_put.body)
+    main_body["spec"] = {**main_body["spec"], "size": 4}
+    main_body["status"] = {"ready": False}
+    main_put = wire.send("PUT", path, main_body)
+    merged = wire.send("PATCH", path, {"spec": {"color": "blue"}}, content_type=MERGE)
+    strategic = wire.send("PATCH", path, {"spec": {"color": "red"}}, content_type=STRATEGIC)
+    bad_patch = wire.send("PATCH", path, {"spec": {"size": 100}}, content_type=MERGE)
+    listed = wire.send("GET", widgets)
+    gadget = wire.send(
+        "POST",
+        "/apis/corpus.example.com/v1/gadgets",
+        {"apiVersion": "corpus.example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}},
+    )
+    applied = f"{widgets}/applied"
+
+    def apply(spec: Observed, manager: str) -> Answer:
+        body = {
+            "apiVersion": "corpus.example.com/v1",
+            "kind": "Widget",
+            "metadata": {"name": "applied"},
+            "spec": spec,
+        }
+        return wire.send("PATCH", f"{applied}?fieldManager={manager}", body, content_type=APPLY)
+
+    first = apply(
+        {"size": 1, "ports": [{"name": "a", "port": 1}], "hosts": ["x"], "tags": ["t"]}, "alice"
+    )
+    second = apply({"ports": [{"name": "b", "port": 2}], "hosts": ["y"]}, "bob")
+    clash = apply({"size": 2, "tags": ["u"]}, "bob")  # tags is an atomic list: alice's whole
+    seen_apply = {
+        "created": {"status": first.status, "managed": _managed(first)},
+        "merged": {
+            "status": second.status,
+            "spec": second.field("spec"),
+            "managed": _managed(second),
+        },
+        "conflict": status_of(clash),
+    }
+    deleted = wire.send("DELETE", path)
+    return {
+        "valid": {
+            "status": valid.status,
+            "spec": valid.field("spec"),
+            "status_field": valid.field("status"),
+            "top": valid.field("top"),
+            "generation": valid.field("metadata", "generation"),
+        },
+        "invalid": {name: status_of(answer) for name, answer in invalid.items()},
+        "several_invalid": several,
+        "status_put": {
+            "status": status_put.status,
+            "spec": status_put.field("spec"),
+            "status_field": status_put.field("status"),
+            "generation": status_put.field("metadata", "generation"),
+        },
+        "main_put": {
+            "status": main_put.status,
+            "spec": main_put.field("spec"),
+            "status_field": main_put.field("status"),
+            "generation": main_put.field("metadata", "generation"),
+        },
+        "merge_patch": {"status": merged.status, "spec": merged.field("spec")},
+        "strategic_patch": status_of(strategic),
+        "invalid_patch": status_of(bad_patch),
+        "listed": {"kind": listed.field("kind"), "names": names(listed)},
+        "cluster_scoped": {
+            "status": gadget.status,
+            "namespace": gadget.field("metadata", "namespace"),
+        },
+        "server_side_apply": seen_apply,
+        "deleted": deleted.status,
+        "gone": status_of(wire.send("GET", path)),
+    }
+
+
+def _gone(wire: Wire, name: str) -> int:
+    """The status of GET on CRD ``name`` once it is deleted, or after 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        got = wire.send("GET", f"{CRDS}/{name}")
+        if got.status == 404 or time.monotonic() > deadline:
+            return got.status
+        time.sleep(0.1)
+
+
+@case
+def custom_resources(wire: Wire) -> Observed:
+    """A CRD's life: created, established, served (discovery, CRUD, schema, status), deleted
+    with its objects. One case, because cases replay in another order than recorded."""
+    seen = {"definitions": _definitions(wire), "objects": _objects(wire)}
+    deleted = {}
+    for name in ("widgets.corpus.example.com", "gadgets.corpus.example.com"):
+        answer = wire.send("DELETE", f"{CRDS}/{name}")
+        deleted[name] = {
+            "status": answer.status,
+            "finalizers": answer.field("metadata", "finalizers"),
+        }
+        deleted[name]["then"] = _gone(wire, name)
+    seen["deleted"] = deleted
+    groups = wire.send("GET", "/apis").field("groups") or []
+    seen["group_after_delete"] = [g["name"] for g in groups if g["name"] == "corpus.example.com"]
+    return seen

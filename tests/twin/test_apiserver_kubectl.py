@@ -177,6 +177,135 @@ def test_kubectl_apply_and_delete(kubectl: Any, core: client.CoreV1Api, tmp_path
     assert kubectl("get", "cm", "applied", check=False).returncode != 0
 
 
+def test_kubectl_apply_server_side(kubectl: Any, core: client.CoreV1Api, tmp_path: Path) -> None:
+    manifest = tmp_path / "deploy.yaml"
+
+    def deployment(replicas: int, image: str) -> str:
+        return (
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ssa\nspec:\n"
+            f"  replicas: {replicas}\n  selector:\n    matchLabels: {{app: ssa}}\n"
+            "  template:\n    metadata:\n      labels: {app: ssa}\n    spec:\n"
+            f"      containers:\n      - name: app\n        image: {image}\n"
+        )
+
+    manifest.write_text(deployment(1, "registry.k8s.io/pause:3.9"))
+    assert "serverside-applied" in kubectl("apply", "--server-side", "-f", str(manifest)).stdout
+    manifest.write_text(deployment(2, "registry.k8s.io/pause:3.9"))
+    dry = kubectl("apply", "--server-side", "--dry-run=server", "-f", str(manifest)).stdout
+    assert "serverside-applied (server dry run)" in dry
+    diff = kubectl("diff", "--server-side", "-f", str(manifest), check=False)
+    assert diff.returncode == 1, diff.stderr  # 1: differences found
+    assert "+  replicas: 2" in diff.stdout, diff.stdout
+    unchanged = json.loads(kubectl("get", "deployment", "ssa", "-o", "json").stdout)
+    assert unchanged["spec"]["replicas"] == 1, "a dry run keeps nothing"
+    assert "serverside-applied" in kubectl("apply", "--server-side", "-f", str(manifest)).stdout
+    got = json.loads(
+        kubectl("get", "deployment", "ssa", "-o", "json", "--show-managed-fields").stdout
+    )
+    assert got["spec"]["replicas"] == 2
+    managers = {(m["manager"], m["operation"]) for m in got["metadata"]["managedFields"]}
+    assert ("kubectl", "Apply") in managers, managers
+
+    manifest.write_text(deployment(3, "registry.k8s.io/pause:3.10"))
+    other = ("apply", "--server-side", "--field-manager=rollout-bot", "-f", str(manifest))
+    refused = kubectl(*other, check=False)
+    assert refused.returncode != 0
+    assert 'Apply failed with 2 conflicts: conflicts with "kubectl"' in refused.stderr, (
+        refused.stderr
+    )
+    assert ".spec.replicas" in refused.stderr, refused.stderr
+    kubectl(*other, "--force-conflicts")
+    got = json.loads(
+        kubectl("get", "deployment", "ssa", "-o", "json", "--show-managed-fields").stdout
+    )
+    assert got["spec"]["replicas"] == 3
+    replicas_owners = {
+        m["manager"]
+        for m in got["metadata"]["managedFields"]
+        if "f:replicas" in m["fieldsV1"].get("f:spec", {})
+    }
+    assert replicas_owners == {"rollout-bot"}, got["metadata"]["managedFields"]
+    kubectl("delete", "-f", str(manifest))
+
+
+CRD_YAML = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    - {name: Ready, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].status'}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [size]
+            properties:
+              size: {type: integer, minimum: 1}
+"""
+
+
+def _widget(size: int) -> str:
+    return (
+        f"apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: {size}\n"
+    )
+
+
+def test_kubectl_custom_resources(kubectl: Any, core: client.CoreV1Api, tmp_path: Path) -> None:
+    crd, widget = tmp_path / "crd.yaml", tmp_path / "widget.yaml"
+    crd.write_text(CRD_YAML)
+    assert "created" in kubectl("apply", "-f", str(crd)).stdout
+    kubectl("wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=10s")
+    listed = printed(kubectl("get", "crd").stdout)
+    assert listed[0] == ["NAME", "CREATED AT"]
+    assert "widgets.example.com" in [row[0] for row in listed[1:]]
+    assert "size\t<integer> -required-" in kubectl("explain", "widgets.spec").stdout
+    widget.write_text(_widget(3))
+    assert "created" in kubectl("apply", "-f", str(widget)).stdout
+    assert printed(kubectl("get", "widgets").stdout) == [["NAME", "SIZE", "READY"], ["w1", "3"]]
+    got = json.loads(kubectl("get", "wd", "w1", "-o", "json").stdout)
+    assert got["spec"] == {"size": 3}
+
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(_widget(3).replace("w1", "w2") + "  unknown: 1\n")
+    refused = kubectl("apply", "-f", str(strict), check=False)
+    assert refused.returncode != 0
+    assert (
+        'Widget in version "v1" cannot be handled as a Widget: strict decoding error: '
+        'unknown field "spec.unknown"'
+    ) in refused.stderr, refused.stderr
+
+    widget.write_text(_widget(0))
+    refused = kubectl("apply", "-f", str(widget), check=False)
+    assert refused.returncode != 0
+    assert "spec.size in body should be greater than or equal to 1" in refused.stderr
+    widget.write_text(_widget(5))
+    assert "serverside-applied" in kubectl("apply", "--server-side", "-f", str(widget)).stdout
+    assert json.loads(kubectl("get", "wd", "w1", "-o", "json").stdout)["spec"]["size"] == 5
+
+    kubectl("delete", "-f", str(crd), "--wait=true", "--timeout=10s")
+    assert kubectl("get", "crd", "widgets.example.com", check=False).returncode != 0
+    gone = kubectl("get", "widgets", check=False)
+    assert gone.returncode != 0
+    # kubectl's discovery cache may still name the type: then the list itself is a 404.
+    assert (
+        "doesn't have a resource type" in gone.stderr
+        or "could not find the requested resource" in gone.stderr
+    ), gone.stderr
+
+
 def printed(output: str) -> list[list[str]]:
     """kubectl's table output as rows of cells (columns are separated by 2+ spaces)."""
     return [re.split(r"\s{2,}", line.strip()) for line in output.splitlines() if line.strip()]

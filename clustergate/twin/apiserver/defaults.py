@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from clustergate.twin.apiserver import structural_schema
 from clustergate.twin.apiserver.names import LABEL_RULE, SUBDOMAIN_RULE, is_label, is_subdomain
 from clustergate.twin.apiserver.resources import ResourceType, group_of
 
@@ -194,6 +195,11 @@ DEFAULTERS = {
 
 
 def apply_defaults(rt: ResourceType, obj: Obj) -> None:
+    if rt.schema is not None:
+        pruned = structural_schema.prune(obj, rt.schema)
+        obj.clear()
+        obj.update(pruned)
+        return
     group = group_of(rt)
     defaulter = group.defaults.get(rt.plural) if group else DEFAULTERS.get(rt.qualified)
     if defaulter is not None:
@@ -303,6 +309,8 @@ def validate_update(rt: ResourceType, current: Obj, new: Obj) -> list[Cause]:
 
 def validate(rt: ResourceType, obj: Obj) -> list[Cause]:
     causes = _name_causes(rt, obj["metadata"].get("name") or "")
+    if rt.schema is not None:
+        return causes + structural_schema.validate(obj, rt.schema)
     group = group_of(rt)
     if group is not None:
         validator = group.validators.get(rt.plural)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clustergate.twin.apiserver.resources import ResourceType, group_versions
+from clustergate.twin.apiserver.resources import GroupVersion, ResourceType, group_versions
 
 Obj = dict[str, Any]
 
@@ -42,9 +42,9 @@ def _group(group: str, versions: list[str]) -> Obj:
     return {"name": group, "versions": entries, "preferredVersion": entries[0]}
 
 
-def api_group_list() -> Obj:
+def api_group_list(served: list[GroupVersion] | None = None) -> Obj:
     groups: dict[str, list[str]] = {}
-    for gv in group_versions():
+    for gv in served or group_versions():
         if gv.group:
             groups.setdefault(gv.group, []).append(gv.version)
     return {
@@ -54,8 +54,8 @@ def api_group_list() -> Obj:
     }
 
 
-def api_group(group: str) -> Obj | None:
-    versions = [gv.version for gv in group_versions() if gv.group == group]
+def api_group(group: str, served: list[GroupVersion] | None = None) -> Obj | None:
+    versions = [gv.version for gv in served or group_versions() if gv.group == group]
     if not versions:
         return None
     return {"kind": "APIGroup", "apiVersion": "v1", **_group(group, versions)}
@@ -90,8 +90,10 @@ def _entries(rt: ResourceType) -> list[Obj]:
     return entries
 
 
-def api_resource_list(group: str, version: str) -> Obj | None:
-    for gv in group_versions():
+def api_resource_list(
+    group: str, version: str, served: list[GroupVersion] | None = None
+) -> Obj | None:
+    for gv in served or group_versions():
         if (gv.group, gv.version) == (group, version):
             return {
                 "kind": "APIResourceList",

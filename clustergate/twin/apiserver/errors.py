@@ -160,3 +160,28 @@ def path_not_found() -> ApiError:
 
 def internal(message: str) -> ApiError:
     return ApiError(500, "InternalError", message)
+
+
+def field_manager_required() -> ApiError:
+    """An apply patch without fieldManager (PatchOptions validation)."""
+    cause = "Required value: is required for apply patch"
+    return ApiError(
+        422,
+        "Invalid",
+        f'PatchOptions.meta.k8s.io "" is invalid: fieldManager: {cause}',
+        {
+            "group": "meta.k8s.io",
+            "kind": "PatchOptions",
+            "causes": [{"reason": "FieldValueRequired", "message": cause, "field": "fieldManager"}],
+        },
+    )
+
+
+def unsupported_patch(*accepted: str) -> ApiError:
+    """A PATCH whose type the resource does not take (415)."""
+    return ApiError(
+        415,
+        "UnsupportedMediaType",
+        "the body of the request was in an unknown format - accepted media types include: "
+        + ", ".join(accepted),
+    )

@@ -9,12 +9,12 @@ and needs no schemas. Strategic merge patches are computed by kubectl from its b
 from __future__ import annotations
 
 import hashlib
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
-from clustergate.twin.apiserver.resources import ResourceType, group_versions
+from clustergate.twin.apiserver.resources import GroupVersion, ResourceType, group_versions
 
 Obj = dict[str, Any]
 _QUERY_PARAMETERS = ("dryRun", "fieldManager", "fieldValidation", "force", "pretty")
@@ -70,11 +70,29 @@ def _paths(rt: ResourceType) -> Obj:
     }
 
 
-@cache
-def documents(kubernetes_version: str) -> dict[str, bytes]:
+def documents(
+    kubernetes_version: str, served: list[GroupVersion] | None = None
+) -> dict[str, bytes]:
     """Group-version path (``apis/apps/v1``) → encoded OpenAPI v3 document."""
+    return _documents(kubernetes_version, tuple(served or group_versions()))
+
+
+def _custom_schemas(gv: GroupVersion) -> Obj:
+    """A custom resource's schema under the name apiextensions gives it
+    (``com.example.v1.Widget``), which kubectl explain finds by its group-version-kind."""
+    schemas = {}
+    for rt in gv.resources:
+        if rt.schema is not None:
+            name = ".".join([*reversed(rt.group.split(".")), rt.version, rt.kind])
+            gvk = {"group": rt.group, "version": rt.version, "kind": rt.kind}
+            schemas[name] = {**rt.schema, "x-kubernetes-group-version-kind": [gvk]}
+    return schemas
+
+
+@lru_cache(maxsize=32)
+def _documents(kubernetes_version: str, served: tuple[GroupVersion, ...]) -> dict[str, bytes]:
     docs = {}
-    for gv in group_versions():
+    for gv in served:
         paths: Obj = {}
         for rt in gv.resources:
             paths.update(_paths(rt))
@@ -82,15 +100,15 @@ def documents(kubernetes_version: str) -> dict[str, bytes]:
             "openapi": "3.0.0",
             "info": {"title": "Kubernetes", "version": f"v{kubernetes_version}"},
             "paths": paths,
-            "components": {"schemas": {}},
+            "components": {"schemas": _custom_schemas(gv)},
         }
         docs[_gv_path(gv.group, gv.version)] = orjson.dumps(doc)
     return docs
 
 
-def root(kubernetes_version: str) -> Obj:
+def root(kubernetes_version: str, served: list[GroupVersion] | None = None) -> Obj:
     paths = {}
-    for path, body in documents(kubernetes_version).items():
+    for path, body in documents(kubernetes_version, served).items():
         digest = hashlib.sha512(body).hexdigest().upper()
         paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
     return {"paths": paths}

@@ -12,7 +12,7 @@ from typing import Any
 
 import jsonpatch
 
-from clustergate.twin.apiserver.errors import ApiError, bad_request
+from clustergate.twin.apiserver.errors import ApiError, bad_request, unsupported_patch
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -163,9 +163,4 @@ def apply_patch(content_type: str, target: dict[str, Any], patch: Any) -> dict[s
         return merge_patch(target, patch)
     if media == STRATEGIC_PATCH:
         return strategic_merge(target, patch)
-    raise ApiError(
-        415,
-        "UnsupportedMediaType",
-        f"the body of the request was in an unknown format - accepted media types include: "
-        f"{JSON_PATCH}, {MERGE_PATCH}, {STRATEGIC_PATCH}",
-    )
+    raise unsupported_patch(JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH)

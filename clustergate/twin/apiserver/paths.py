@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from clustergate.twin.apiserver.resources import ResourceType, lookup
+
+Lookup = Callable[[str, str, str], ResourceType | None]
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ def split_group_version(path: str) -> GroupVersionPath | None:
     return None
 
 
-def parse_resource(gv: GroupVersionPath) -> ResourcePath | None:
+def parse_resource(gv: GroupVersionPath, lookup: Lookup = lookup) -> ResourcePath | None:
     parts = list(gv.parts)
     while parts and parts[-1] == "" and len(parts) > 1:
         parts.pop()

@@ -15,14 +15,29 @@ from typing import Any
 
 import orjson
 
-from clustergate.twin.apiserver import errors
+from clustergate.twin.apiserver import errors, field_manager
+from clustergate.twin.apiserver.custom_resources import (
+    CLEANUP_FINALIZER,
+    CRD_KEY,
+    Catalog,
+    in_version,
+    named,
+    resource_types,
+)
 from clustergate.twin.apiserver.defaults import apply_defaults, validate, validate_update
 from clustergate.twin.apiserver.events_view import core_field, from_events_v1, to_events_v1
-from clustergate.twin.apiserver.patches import apply_patch
+from clustergate.twin.apiserver.patches import (
+    APPLY_PATCH,
+    JSON_PATCH,
+    MERGE_PATCH,
+    STRATEGIC_PATCH,
+    apply_patch,
+)
 from clustergate.twin.apiserver.priority import admit_priority
 from clustergate.twin.apiserver.resources import RESOURCES, ResourceType, group_of, resource
 from clustergate.twin.apiserver.selectors import FieldSelector, LabelSelector
 from clustergate.twin.apiserver.store import Key, Obj, Store, Watcher
+from clustergate.twin.apiserver.structural_schema import prune
 from clustergate.twin.settings import TwinSettings
 
 NAMESPACES = resource("", "v1", "namespaces")
@@ -46,7 +61,10 @@ NAMESPACE_FINALIZING = (
     "The system is ensuring all content is removed from this namespace.  Upon completion, this "
     "namespace will automatically be purged by the system."
 )
-_IGNORED_ON_COMPARE = ("resourceVersion", "managedFields")
+_IGNORED_ON_COMPARE = ("resourceVersion",)
+#: The manager of what the API server writes itself (bootstrap objects, its controllers),
+#: as kube-apiserver records its own writes.
+SELF_MANAGER = "kube-apiserver"
 
 
 def now_rfc3339(offset: float = 0) -> str:
@@ -61,6 +79,10 @@ def clone(obj: Any) -> Any:
 def _same(a: Obj, b: Obj) -> bool:
     def strip(obj: Obj) -> Obj:
         meta = {k: v for k, v in obj.get("metadata", {}).items() if k not in _IGNORED_ON_COMPARE}
+        if "managedFields" in meta:  # who owns what counts; when they last wrote does not
+            meta["managedFields"] = [
+                {k: v for k, v in entry.items() if k != "time"} for entry in meta["managedFields"]
+            ]
         return {**obj, "metadata": meta}
 
     return orjson.dumps(strip(a), option=orjson.OPT_SORT_KEYS) == orjson.dumps(
@@ -123,6 +145,9 @@ class Write:
     old: Obj | None = None
     subresource: str = ""
     dry_run: bool = False
+    #: The field manager the write was recorded under (managedFields are set before dynamic
+    #: admission, as k8s.io/apiserver's handlers update them before calling it).
+    manager: str = ""
 
     @property
     def operation(self) -> str:
@@ -163,12 +188,15 @@ class Registry:
         self.store = store
         self.settings = settings
         self.service_ips = ServiceIPs(settings.network.service_cidr)
+        self.catalog = Catalog()
         self._node_ports = iter(range(30000, 32768))
 
     # ---- views (events.k8s.io shares core events' storage)
 
     @staticmethod
     def view(rt: ResourceType) -> Callable[[Obj], Obj] | None:
+        if rt.schema is not None:
+            return in_version(rt.api_version)
         return to_events_v1 if rt.group == "events.k8s.io" else None
 
     def output(self, rt: ResourceType, obj: Obj) -> Obj:
@@ -279,13 +307,28 @@ class Registry:
                 "terminated",
             )
 
-    def create(self, rt: ResourceType, namespace: str, body: Any, dry_run: bool = False) -> Obj:
+    def create(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        body: Any,
+        dry_run: bool = False,
+        manager: str = SELF_MANAGER,
+    ) -> Obj:
         """A create without dynamic admission (the twin's own bootstrap objects)."""
-        return self.commit(self.prepare_create(rt, namespace, body, dry_run))
+        return self.commit(self.prepare_create(rt, namespace, body, dry_run, manager))
 
     def prepare_create(
-        self, rt: ResourceType, namespace: str, body: Any, dry_run: bool = False
+        self,
+        rt: ResourceType,
+        namespace: str,
+        body: Any,
+        dry_run: bool = False,
+        manager: str = SELF_MANAGER,
+        applied: bool = False,
     ) -> Write:
+        """``manager`` is recorded as the owner of what the create set, unless ``applied``
+        (the body comes from an apply that set its managedFields)."""
         if not isinstance(body, dict):
             raise errors.bad_request("the body of the request must be a JSON object")
         obj = self._input(rt, body)
@@ -315,11 +358,17 @@ class Registry:
         meta["creationTimestamp"] = now_rfc3339()
         if rt.tracks_generation:
             meta["generation"] = 1
+        if rt.schema is not None and rt.has_status:
+            obj.pop("status", None)  # the status subresource alone writes it
         asked_priority = (obj.get("spec") or {}).get("priority") if rt.key == "pods" else None
         apply_defaults(rt, obj)
+        if not applied:
+            meta.pop("managedFields", None)
+            field_manager.record_update(rt.kind, None, obj, manager, "", now_rfc3339())
         if rt.key == "pods":
             self._admit_pod(rt, namespace, obj, asked_priority)
-        return Write(rt, namespace if rt.namespaced else "", obj, dry_run=dry_run)
+        scope = namespace if rt.namespaced else ""
+        return Write(rt, scope, obj, dry_run=dry_run, manager=manager)
 
     def check(self, write: Write) -> None:
         """Schema validation, and for a create that the name is free."""
@@ -340,7 +389,7 @@ class Registry:
             self.check(write)
         rt, obj = write.rt, write.obj
         if write.old is not None:
-            return self._store_update(rt, write.old, obj)
+            return self._store_update(rt, write.old, obj, write.dry_run)
         if rt.key == "services":
             self._allocate_service(rt, obj)
         if write.dry_run:
@@ -402,8 +451,11 @@ class Registry:
         name: str,
         body: Any,
         subresource: str = "",
+        manager: str = SELF_MANAGER,
+        dry_run: bool = False,
     ) -> Obj:
-        return self.commit(self.prepare_update(rt, namespace, name, body, subresource))
+        write = self.prepare_update(rt, namespace, name, body, subresource, manager, dry_run)
+        return self.commit(write)
 
     def prepare_update(
         self,
@@ -412,6 +464,8 @@ class Registry:
         name: str,
         body: Any,
         subresource: str = "",
+        manager: str = SELF_MANAGER,
+        dry_run: bool = False,
     ) -> Write:
         if not isinstance(body, dict):
             raise errors.bad_request("the body of the request must be a JSON object")
@@ -426,12 +480,12 @@ class Registry:
         current = self.store.get(rt.key, namespace, name)
         if current is None:
             if rt.qualified in _CREATE_ON_UPDATE and not subresource:
-                return self.prepare_create(rt, namespace, body)
+                return self.prepare_create(rt, namespace, body, dry_run, manager)
             raise errors.not_found(rt, name)
         wanted_version = meta.get("resourceVersion")
         if wanted_version and wanted_version != current["metadata"]["resourceVersion"]:
             raise errors.conflict(rt, name)
-        return self._prepare_write(rt, current, new, subresource)
+        return self._prepare_write(rt, current, new, subresource, manager, dry_run=dry_run)
 
     def patch(
         self,
@@ -441,9 +495,13 @@ class Registry:
         content_type: str,
         patch: Any,
         subresource: str = "",
+        manager: str = SELF_MANAGER,
+        dry_run: bool = False,
     ) -> Obj:
         return self.commit(
-            self.prepare_patch(rt, namespace, name, content_type, patch, subresource)
+            self.prepare_patch(
+                rt, namespace, name, content_type, patch, subresource, manager, dry_run
+            )
         )
 
     def prepare_patch(
@@ -454,7 +512,11 @@ class Registry:
         content_type: str,
         patch: Any,
         subresource: str = "",
+        manager: str = SELF_MANAGER,
+        dry_run: bool = False,
     ) -> Write:
+        if rt.schema is not None and content_type.startswith(STRATEGIC_PATCH):
+            raise errors.unsupported_patch(JSON_PATCH, MERGE_PATCH, APPLY_PATCH)
         current = self.get(rt, namespace, name)
         target = clone(self.output(rt, current))
         new = self._input(rt, apply_patch(content_type, target, patch))
@@ -463,13 +525,84 @@ class Registry:
         if new["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
             raise errors.conflict(rt, name)
         new["metadata"]["name"] = name
-        return self._prepare_write(rt, current, new, subresource)
+        return self._prepare_write(rt, current, new, subresource, manager, dry_run=dry_run)
 
-    def _prepare_write(self, rt: ResourceType, current: Obj, new: Obj, subresource: str) -> Write:
+    def apply(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        config: Any,
+        manager: str,
+        force: bool,
+        subresource: str = "",
+        dry_run: bool = False,
+    ) -> tuple[Obj, bool]:
+        """Server-side apply without dynamic admission: the object, and whether it was
+        created."""
+        write = self.prepare_apply(
+            rt, namespace, name, config, manager, force, subresource, dry_run
+        )
+        return self.commit(write), write.old is None
+
+    def prepare_apply(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        config: Any,
+        manager: str,
+        force: bool,
+        subresource: str = "",
+        dry_run: bool = False,
+    ) -> Write:
+        """Server-side apply, merged and owned: a create when the object is absent, else an
+        update (the operations admission sees, as the patch handler names them);
+        ``dry_run`` answers what it would be and keeps nothing (kubectl diff --server-side)."""
+        if not manager:
+            raise errors.field_manager_required()
+        if not isinstance(config, dict) or not isinstance(config.get("metadata", {}), dict):
+            raise errors.bad_request("the body of an apply patch must be an object")
+        config = self._input(rt, clone(config))
+        if rt.schema is not None:
+            config = prune(config, rt.schema)
+        config.setdefault("metadata", {})["name"] = name
+        current = self.store.get(rt.key, namespace if rt.namespaced else "", name)
+        if current is None and subresource:
+            raise errors.not_found(rt, name)
+        if subresource == "status":
+            config = {k: v for k, v in config.items() if k in ("apiVersion", "kind", "status")}
+            config["metadata"] = {"name": name}
+        elif rt.has_status:
+            config.pop("status", None)
+        live = None if current is None else clone(self.output(rt, current))
+        merged = field_manager.apply(
+            live, config, manager, force, rt.api_version, now_rfc3339(), subresource, rt.shape
+        )
+        if current is None:
+            return self.prepare_create(rt, namespace, merged, dry_run, manager, applied=True)
+        merged["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        new = self._input(rt, merged)
+        return self._prepare_write(
+            rt, current, new, subresource, manager, applied=True, dry_run=dry_run
+        )
+
+    def _prepare_write(
+        self,
+        rt: ResourceType,
+        current: Obj,
+        new: Obj,
+        subresource: str,
+        manager: str = SELF_MANAGER,
+        applied: bool = False,
+        dry_run: bool = False,
+    ) -> Write:
         old_meta = current["metadata"]
         if subresource == "status":
             merged = clone(current)
             merged["status"] = new.get("status") or {}
+            if applied:
+                merged["metadata"]["managedFields"] = new["metadata"].get("managedFields") or []
             new = merged
         elif subresource == "approval":
             merged = clone(current)
@@ -506,16 +639,22 @@ class Registry:
         new["kind"] = current["kind"]
         if rt.key != "namespaces":
             apply_defaults(rt, new)
+        if not applied:
+            field_manager.record_update(
+                rt.kind, current, new, manager, subresource, now_rfc3339(), rt.shape
+            )
         namespace = old_meta.get("namespace") or ""
-        return Write(rt, namespace, new, current, subresource)
+        return Write(rt, namespace, new, current, subresource, dry_run, manager)
 
-    def _store_update(self, rt: ResourceType, current: Obj, new: Obj) -> Obj:
+    def _store_update(self, rt: ResourceType, current: Obj, new: Obj, dry_run: bool) -> Obj:
         old_meta = current["metadata"]
         if rt.tracks_generation and _spec_part(new) != _spec_part(current):
             new["metadata"]["generation"] = old_meta.get("generation", 1) + 1
         new["metadata"]["resourceVersion"] = old_meta["resourceVersion"]
         if _same(current, new):
             return self.output(rt, current)
+        if dry_run:
+            return self.output(rt, new)
         if self._removable(new):
             return self.output(rt, self._remove(rt, new))
         return self.output(rt, self.store.replace(rt.key, new))
@@ -584,6 +723,8 @@ class Registry:
             finalizers.append("foregroundDeletion")
         if options.propagation == "Orphan" and "orphan" not in finalizers:
             finalizers.append("orphan")
+        if rt.key == CRD_KEY and CLEANUP_FINALIZER not in finalizers:
+            finalizers.append(CLEANUP_FINALIZER)  # its objects go first (the CRD's REST Delete)
         if not finalizers:
             new_meta.pop("finalizers")
         if meta.get("deletionTimestamp"):
@@ -625,7 +766,7 @@ class Registry:
                 continue
             name = ns["metadata"]["name"]
             remaining = 0
-            for rt in RESOURCES:
+            for rt in self.catalog.all():
                 if not rt.namespaced or rt.storage:
                     continue
                 for obj in list(self.store.scan(rt.key, name)):
@@ -640,6 +781,41 @@ class Registry:
                 self.store.replace("namespaces", final)
                 continue
             self.store.remove("namespaces", final)
+
+    # ---- custom resource definitions
+
+    def reconcile_crds(self) -> None:
+        """One pass of apiextensions-apiserver's controllers: accept the names of new CRDs and
+        establish them, empty deleted ones of their objects and let them go; then serve what
+        the established ones define."""
+        crds = self.resource_type_of(CRD_KEY)
+        for crd in list(self.store.scan(CRD_KEY)):
+            name = crd["metadata"]["name"]
+            if crd["metadata"].get("deletionTimestamp"):
+                self._clean_up_crd(crds, crd)
+                continue
+            status = named(crd, self.store.scan(CRD_KEY), now_rfc3339())
+            if status is not None:
+                self.update(crds, "", name, {**crd, "status": status}, "status", SELF_MANAGER)
+        self.catalog.refresh(self.store.scan(CRD_KEY))
+
+    def resource_type_of(self, key: str) -> ResourceType:
+        return next(rt for rt in self.catalog.all() if rt.key == key)
+
+    def _clean_up_crd(self, crds: ResourceType, crd: Obj) -> None:
+        types = resource_types(crd)
+        if types:
+            for obj in list(self.store.scan(types[0].key)):
+                if not obj["metadata"].get("deletionTimestamp"):
+                    meta = obj["metadata"]
+                    self.delete(types[0], meta.get("namespace", ""), meta["name"], DeleteOptions())
+            if self.store.count(types[0].key):
+                return
+        finalizers = crd["metadata"].get("finalizers") or []
+        if CLEANUP_FINALIZER in finalizers:
+            released = clone(crd)
+            released["metadata"]["finalizers"] = [f for f in finalizers if f != CLEANUP_FINALIZER]
+            self.update(crds, "", crd["metadata"]["name"], released, manager=SELF_MANAGER)
 
     # ---- bootstrap
 

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from clustergate.twin.apiserver.list_types import BUILTIN, SchemaShape, Shape
+
 Obj = dict[str, Any]
 Cause = tuple[str, str, str]
 
@@ -42,6 +44,13 @@ class ResourceType:
     #: The group a 422 names when it is not the served one: the API server qualifies the kind
     #: by the internal type's first registered group, which for Ingress is still extensions.
     invalid_group: str = ""
+    #: How server-side apply merges its lists and maps (a CRD's schema for custom resources).
+    shape: Shape = BUILTIN
+    #: A custom resource's scale subresource: (specReplicasPath, statusReplicasPath,
+    #: labelSelectorPath), JSON paths such as ``.spec.replicas``; built-ins use their fields.
+    scale_paths: tuple[str, ...] = ()
+    #: A custom resource's additionalPrinterColumns: (name, type, jsonPath, priority).
+    printer_columns: tuple[tuple[str, str, str, int], ...] = ()
 
     @property
     def api_version(self) -> str:
@@ -59,6 +68,11 @@ class ResourceType:
     @property
     def singular(self) -> str:
         return self.kind.lower()
+
+    @property
+    def schema(self) -> Obj | None:
+        """A custom resource's openAPIV3Schema; None for the built-in types."""
+        return self.shape.schema if isinstance(self.shape, SchemaShape) else None
 
     @property
     def has_status(self) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import yaml
 from aiohttp import web
 
 from clustergate.twin.apiserver import (
@@ -39,7 +40,8 @@ from clustergate.twin.apiserver.auth import (
     denial,
 )
 from clustergate.twin.apiserver.errors import ApiError
-from clustergate.twin.apiserver.patches import apply_patch
+from clustergate.twin.apiserver.json_path import set_at, value_at
+from clustergate.twin.apiserver.patches import APPLY_PATCH, apply_patch
 from clustergate.twin.apiserver.paths import ResourcePath, parse_resource, split_group_version
 from clustergate.twin.apiserver.pod_streams import exec_in_pod, stream_logs
 from clustergate.twin.apiserver.registry import (
@@ -54,6 +56,7 @@ from clustergate.twin.apiserver.resources import VIRTUAL, ResourceType, resource
 from clustergate.twin.apiserver.sa_tokens import Issuer, token_request
 from clustergate.twin.apiserver.selectors import selector_string
 from clustergate.twin.apiserver.store import Store, Watcher
+from clustergate.twin.apiserver.structural_schema import unknown_fields
 from clustergate.twin.apiserver.tls import write_serving_files
 from clustergate.twin.kubelet_hub import KubeletHub
 from clustergate.twin.netmap import Netmap
@@ -162,7 +165,7 @@ class ApiServer:
         await site.start()
         self.netmap.publish_url(self.issuer_keys.public_base, self.url)
         self.netmap.publish(network.service_ip(1), 443, ("127.0.0.1", self.port))
-        self._tasks.append(asyncio.create_task(self._namespace_controller()))
+        self._tasks.append(asyncio.create_task(self._apiserver_controllers()))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -176,10 +179,13 @@ class ApiServer:
             await self._runner.cleanup()
             self._runner = None
 
-    async def _namespace_controller(self) -> None:
+    async def _apiserver_controllers(self) -> None:
+        """The controllers that run inside kube-apiserver: namespace finalization and the
+        CRD establishing, naming and finalizer controllers."""
         while True:
             await asyncio.sleep(0.2)
             self.registry.finalize_namespaces()
+            self.registry.reconcile_crds()
 
     # ---- middleware
 
@@ -260,7 +266,7 @@ class ApiServer:
             return self._public(path)
         gv = split_group_version(path)
         if gv is not None and gv.parts and gv.parts != ("",):
-            target = parse_resource(gv)
+            target = parse_resource(gv, self.registry.catalog.lookup)
             if target is None:
                 raise errors.path_not_found()
             return await self._resource_request(request, identity, target)
@@ -296,17 +302,18 @@ class ApiServer:
 
     def _non_resource(self, path: str) -> web.Response:
         stripped = path.rstrip("/") or "/"
+        served = self.registry.catalog.group_versions()
         if stripped == "/api":
             return json_response(discovery.api_versions(f"127.0.0.1:{self.port}"))
         if stripped == "/apis":
-            return json_response(discovery.api_group_list())
+            return json_response(discovery.api_group_list(served))
         gv = split_group_version(stripped + "/")
         if gv is not None:
-            found = discovery.api_resource_list(gv.group, gv.version)
+            found = discovery.api_resource_list(gv.group, gv.version, served)
             if found is not None:
                 return json_response(found)
         if stripped.startswith("/apis/") and stripped.count("/") == 2:
-            group = discovery.api_group(stripped.split("/")[2])
+            group = discovery.api_group(stripped.split("/")[2], served)
             if group is not None:
                 return json_response(group)
         if stripped in ("/healthz", "/livez", "/readyz") or stripped.startswith("/healthz/"):
@@ -314,9 +321,9 @@ class ApiServer:
         if stripped == "/version":
             return json_response(discovery.version_info(self.settings.network.kubernetes_version))
         if stripped == "/openapi/v3":
-            return json_response(openapi.root(self.settings.network.kubernetes_version))
+            return json_response(openapi.root(self.settings.network.kubernetes_version, served))
         if stripped.startswith("/openapi/v3/"):
-            docs = openapi.documents(self.settings.network.kubernetes_version)
+            docs = openapi.documents(self.settings.network.kubernetes_version, served)
             doc = docs.get(stripped.removeprefix("/openapi/v3/"))
             if doc is not None:
                 return web.Response(body=doc, content_type="application/json")
@@ -378,6 +385,30 @@ class ApiServer:
             return await self._subresource(request, identity, target)
         return await self._crud(request, identity, verb, target)
 
+    async def _patch(
+        self, request: web.Request, identity: Identity, target: ResourcePath, subresource: str
+    ) -> web.Response:
+        """PATCH in any of its four types; the Content-Type names which. Admission sees an
+        UPDATE, or a CREATE when an apply creates (as the patch handler names them)."""
+        content_type = request.headers.get("Content-Type", "")
+        body = await self._body(request)
+        rt, ns, name = target.rt, self._scope(target), target.name
+        dry_run = bool(request.query.get("dryRun"))
+        registry = self.registry
+        if content_type.split(";")[0].strip() == APPLY_PATCH:
+            force = _flag(request.query.get("force"))
+            manager = request.query.get("fieldManager", "")
+            write = registry.prepare_apply(rt, ns, name, body, manager, force, subresource, dry_run)
+            created = write.old is None
+            return json_response(
+                await self._admitted(identity, target, write), 201 if created else 200
+            )
+        manager = _field_manager(request)
+        write = registry.prepare_patch(
+            rt, ns, name, content_type, body, subresource, manager, dry_run
+        )
+        return json_response(await self._admitted(identity, target, write))
+
     async def _body(self, request: web.Request) -> Any:
         raw = await request.read()
         if not raw:
@@ -386,6 +417,11 @@ class ApiServer:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as error:
             content_type = request.headers.get("Content-Type", "")
+            if content_type.startswith(APPLY_PATCH):
+                try:
+                    return yaml.safe_load(raw)
+                except yaml.YAMLError as yaml_error:
+                    raise errors.bad_request(f"error decoding YAML: {yaml_error}") from yaml_error
             if "yaml" in content_type:
                 raise ApiError(
                     415,
@@ -427,7 +463,8 @@ class ApiServer:
         )
         await self.admission.mutate(review)
         if review.obj is not None and rt.group != "events.k8s.io":
-            write.obj = review.obj
+            # The webhooks saw the object as served; it is kept in the version it is stored in.
+            write.obj = {**review.obj, "apiVersion": write.obj.get("apiVersion")}
         self.registry.check(write)
         await self.admission.validate(review)
         return self.registry.commit(write, checked=True)
@@ -472,18 +509,21 @@ class ApiServer:
                     )
                 )
             return json_response(registry.list(rt, list_query))
+        manager = _field_manager(request)
         if verb == "create":
             dry_run = bool(query.get("dryRun"))
-            write = registry.prepare_create(rt, ns, await self._body(request), dry_run)
-            return json_response(await self._admitted(identity, target, write), 201)
-        if verb == "update":
-            write = registry.prepare_update(rt, ns, target.name, await self._body(request))
-            return json_response(await self._admitted(identity, target, write))
-        if verb == "patch":
-            content_type = request.headers.get("Content-Type", "")
             body = await self._body(request)
-            write = registry.prepare_patch(rt, ns, target.name, content_type, body)
-            return json_response(await self._admitted(identity, target, write))
+            warnings = _field_validation(rt, body, query.get("fieldValidation", ""))
+            write = registry.prepare_create(rt, ns, body, dry_run, manager)
+            return json_response(await self._admitted(identity, target, write), 201, warnings)
+        if verb == "update":
+            body = await self._body(request)
+            warnings = _field_validation(rt, body, query.get("fieldValidation", ""))
+            dry_run = bool(query.get("dryRun"))
+            write = registry.prepare_update(rt, ns, target.name, body, "", manager, dry_run)
+            return json_response(await self._admitted(identity, target, write), 200, warnings)
+        if verb == "patch":
+            return await self._patch(request, identity, target, "")
         if verb == "delete":
             await self._admitted_delete(identity, target)
             options = DeleteOptions.parse(dict(query), await self._body(request))
@@ -637,15 +677,13 @@ class ApiServer:
                 return json_response(registry.output(rt, registry.get(rt, ns, name)))
             if method == "PUT":
                 body = await self._body(request)
-                write = registry.prepare_update(rt, ns, name, body, sub)
+                manager, dry_run = _field_manager(request), bool(request.query.get("dryRun"))
+                write = registry.prepare_update(rt, ns, name, body, sub, manager, dry_run)
                 return json_response(await self._admitted(identity, target, write))
             if method == "PATCH":
-                content_type = request.headers.get("Content-Type", "")
-                body = await self._body(request)
-                write = registry.prepare_patch(rt, ns, name, content_type, body, sub)
-                return json_response(await self._admitted(identity, target, write))
+                return await self._patch(request, identity, target, sub)
         elif sub == "scale":
-            return await self._scale(request, target)
+            return await self._scale(request, identity, target)
         elif sub == "binding" and method == "POST":
             return json_response(self._bind(ns, name, await self._body(request)), 201)
         elif sub == "eviction" and method == "POST":
@@ -704,10 +742,12 @@ class ApiServer:
         self.store.replace("pods", bound)
         return errors.success_status(201)
 
-    async def _scale(self, request: web.Request, target: ResourcePath) -> web.Response:
+    async def _scale(
+        self, request: web.Request, identity: Identity, target: ResourcePath
+    ) -> web.Response:
         rt, ns, name = target.rt, self._scope(target), target.name
         obj = self.registry.get(rt, ns, name)
-        scale = _scale_of(obj)
+        scale = _scale_of(rt, obj)
         if request.method == "GET":
             return json_response(scale)
         body = await self._body(request)
@@ -722,8 +762,12 @@ class ApiServer:
             raise errors.conflict(rt, name)
         replicas = (body.get("spec") or {}).get("replicas", 0)
         updated = clone(obj)
-        updated["spec"]["replicas"] = replicas
-        return json_response(_scale_of(self.registry.update(rt, ns, name, updated)))
+        spec_path = rt.scale_paths[0] if rt.scale_paths else ".spec.replicas"
+        set_at(updated, spec_path, replicas)
+        dry_run = bool(request.query.get("dryRun"))
+        manager = _field_manager(request)
+        write = self.registry.prepare_update(rt, ns, name, updated, "scale", manager, dry_run)
+        return json_response(_scale_of(rt, await self._admitted(identity, target, write)))
 
     async def _proxy(self, request: web.Request, target: ResourcePath) -> web.Response:
         ns = self._scope(target)
@@ -765,7 +809,34 @@ class ApiServer:
         return json_response(reviews.token_review(self.identity_for(token), body), 201)
 
 
-def _scale_of(obj: Obj) -> Obj:
+def _field_validation(rt: ResourceType, body: Any, mode: str) -> dict[str, str] | None:
+    """fieldValidation of a custom object's create or update: Strict refuses fields its
+    schema does not know (400, the strict decoder's words), Warn (the default) answers them
+    as Warning headers, Ignore says nothing; the fields are pruned either way."""
+    if rt.schema is None or not isinstance(body, dict) or mode == "Ignore":
+        return None
+    unknown = unknown_fields(body, rt.schema)
+    if not unknown:
+        return None
+    listed = [f'unknown field "{path}"' for path in unknown]
+    if mode == "Strict":
+        raise errors.bad_request(
+            f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+            f"strict decoding error: {', '.join(listed)}"
+        )
+    return {"Warning": ", ".join(f"299 - {orjson.dumps(text).decode()}" for text in listed)}
+
+
+def _field_manager(request: web.Request) -> str:
+    """The fieldManager parameter, else the User-Agent's product, as k8s.io/apiserver's
+    managerOrUserAgent picks it for Update operations."""
+    named = request.query.get("fieldManager", "")
+    return named or request.headers.get("User-Agent", "").split("/")[0]
+
+
+def _scale_of(rt: ResourceType, obj: Obj) -> Obj:
+    if rt.scale_paths:
+        return _custom_scale(rt, obj)
     meta = obj["metadata"]
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     return {
@@ -783,4 +854,26 @@ def _scale_of(obj: Obj) -> Obj:
             "replicas": status.get("replicas", 0),
             "selector": selector_string(spec.get("selector") or {}),
         },
+    }
+
+
+def _custom_scale(rt: ResourceType, obj: Obj) -> Obj:
+    """A custom resource's Scale, read from the paths its CRD names."""
+    spec_path, status_path, selector_path = rt.scale_paths
+    meta = obj["metadata"]
+    status: Obj = {"replicas": value_at(obj, status_path) or 0}
+    selector = value_at(obj, selector_path) if selector_path else None
+    if selector:
+        status["selector"] = selector
+    scale_meta = {
+        key: meta[key]
+        for key in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+        if key in meta
+    }
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": scale_meta,
+        "spec": {"replicas": value_at(obj, spec_path) or 0},
+        "status": status,
     }

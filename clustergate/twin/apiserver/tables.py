@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from clustergate.twin.apiserver.json_path import value_at
 from clustergate.twin.apiserver.resources import ResourceType
 from clustergate.twin.apiserver.selectors import selector_string
 
@@ -490,6 +491,10 @@ def _name_age_row(obj: Obj, now: datetime.datetime) -> list[Any]:
     return [obj["metadata"]["name"], _age(obj, now)]
 
 
+def _created_at_row(obj: Obj, now: datetime.datetime) -> list[Any]:
+    return [obj["metadata"]["name"], obj["metadata"].get("creationTimestamp")]
+
+
 _WORKLOAD_COLUMNS = (_NAME, ("Desired", "integer", 0), ("Current", "integer", 0))
 _WEBHOOKS = ((_NAME, ("Webhooks", "integer", 0), _AGE), _webhooks_row)
 PRINTERS: dict[str, tuple[tuple[Column, ...], Printer]] = {
@@ -583,6 +588,11 @@ PRINTERS: dict[str, tuple[tuple[Column, ...], Printer]] = {
         _budget_row,
     ),
     "namespaces": ((_NAME, ("Status", "string", 0), _AGE), _namespace_row),
+    # CRDs print with the generic registry's default columns, as apiextensions serves them.
+    "customresourcedefinitions.apiextensions.k8s.io": (
+        (_NAME, ("Created At", "date", 0)),
+        _created_at_row,
+    ),
     "configmaps": ((_NAME, ("Data", "integer", 0), _AGE), _configmap_row),
     "leases.coordination.k8s.io": ((_NAME, ("Holder", "string", 0), _AGE), _lease_row),
     "serviceaccounts": ((_NAME, ("Secrets", "integer", 0), _AGE), _service_account_row),
@@ -614,6 +624,20 @@ PRINTERS: dict[str, tuple[tuple[Column, ...], Printer]] = {
     ),
 }
 _DEFAULT = ((_NAME, _AGE), _name_age_row)
+
+
+def _custom_printer(rt: ResourceType) -> tuple[tuple[Column, ...], Printer]:
+    """A custom resource's columns: Name, then its CRD's additionalPrinterColumns, or Age when
+    it names none (apiextensions' table convertor)."""
+    if not rt.printer_columns:
+        return _DEFAULT
+    paths = [path for _, _, path, _ in rt.printer_columns]
+
+    def row(obj: Obj, now: datetime.datetime) -> list[Any]:
+        return [obj["metadata"]["name"], *(value_at(obj, path) for path in paths)]
+
+    columns = tuple((name, kind, priority) for name, kind, _, priority in rt.printer_columns)
+    return (_NAME, *columns), row
 
 
 def _column(name: str, kind: str, priority: int) -> Obj:
@@ -654,7 +678,9 @@ def to_table(
 
     ``list_meta`` is the list's metadata (resourceVersion, continue) or, for one object, a
     metadata holding its resourceVersion."""
-    columns, printer = PRINTERS.get(rt.key, _DEFAULT)
+    columns, printer = (
+        _custom_printer(rt) if rt.schema is not None else PRINTERS.get(rt.key, _DEFAULT)
+    )
     now = datetime.datetime.now(datetime.UTC)
     rows = []
     for obj in objects:

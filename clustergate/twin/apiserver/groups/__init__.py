@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from clustergate.twin.apiserver.groups import (
     admissionregistration_k8s_io,
+    apiextensions_k8s_io,
     autoscaling,
     certificates_k8s_io,
     discovery_k8s_io,
@@ -28,6 +29,7 @@ GROUPS: tuple[ApiGroup, ...] = (
     networking_k8s_io.GROUP,
     storage_k8s_io.GROUP,
     admissionregistration_k8s_io.GROUP,
+    apiextensions_k8s_io.GROUP,
     scheduling_k8s_io.GROUP,
     node_k8s_io.GROUP,
     discovery_k8s_io.GROUP,
