@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3
 from kubernetes import client
 
 from clustergate.twin.apiserver.tls import issue_serving_files
@@ -587,3 +588,93 @@ def test_policy_reads_the_params_its_binding_names(
     finally:
         registration.delete_validating_admission_policy_binding("max-containers")
         registration.delete_validating_admission_policy("max-containers")
+
+
+def _apply(twin: RunningServer, path: str, manifest: Obj, manager: str, query: str = "") -> Any:
+    """A server-side apply as kubectl --server-side sends it; the status and the answer."""
+    http = urllib3.PoolManager(ca_certs=twin.server.ca_pem_path)
+    answer = http.request(
+        "PATCH",
+        f"{twin.server.url}{path}?fieldManager={manager}{query}",
+        body=json.dumps(manifest).encode(),
+        headers={
+            "Authorization": f"Bearer {twin.server.admin_token}",
+            "Content-Type": "application/apply-patch+yaml",
+        },
+    )
+    return answer.status, json.loads(answer.data)
+
+
+def test_server_side_apply_is_admitted_as_a_create_then_as_an_update(
+    twin: RunningServer, hooks: WebhookServer, install: Any, core: client.CoreV1Api, ns: str
+) -> None:
+    """The patch handler names an apply CREATE when it creates and UPDATE otherwise; the
+    object reviewed already carries the applier's managedFields (recorded before admission)."""
+    rule = ("configmaps",)
+    install("validating", "applied", [webhook("applied.example.com", by_url(hooks), rule)])
+    path = f"/api/v1/namespaces/{ns}/configmaps/applied"
+    manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}}
+    assert _apply(twin, path, {**manifest, "data": {"a": "1"}}, "tester")[0] == 201
+    assert _apply(twin, path, {**manifest, "data": {"a": "2"}}, "tester")[0] == 200
+    reviewed = [review["request"] for _, review in hooks.reviews]
+    assert [(r["operation"], r["name"]) for r in reviewed] == [
+        ("CREATE", "applied"),
+        ("UPDATE", "applied"),
+    ]
+    created, updated = reviewed
+    assert created["oldObject"] is None
+    assert (updated["oldObject"]["data"], updated["object"]["data"]) == ({"a": "1"}, {"a": "2"})
+    owners = created["object"]["metadata"]["managedFields"]
+    assert [(m["manager"], m["operation"]) for m in owners] == [("tester", "Apply")]
+
+    hooks.responder = lambda review: {"allowed": False, "status": {"message": "frozen"}}
+    status, body = _apply(twin, path, {**manifest, "data": {"a": "3"}}, "tester")
+    assert (status, body["message"]) == (
+        400,
+        'admission webhook "applied.example.com" denied the request: frozen',
+    )
+    assert core.read_namespaced_config_map("applied", ns).data == {"a": "2"}
+
+
+def test_dry_run_apply_is_reviewed_as_a_dry_run(
+    twin: RunningServer, hooks: WebhookServer, install: Any, core: client.CoreV1Api, ns: str
+) -> None:
+    rule = ("configmaps",)
+    install("validating", "dry-apply", [webhook("dry.example.com", by_url(hooks), rule)])
+    manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dry"}}
+    path = f"/api/v1/namespaces/{ns}/configmaps/dry"
+    assert _apply(twin, path, manifest, "tester", "&dryRun=All")[0] == 201
+    assert hooks.reviews[-1][1]["request"]["dryRun"] is True
+    assert core.list_namespaced_config_map(ns).items == []
+
+
+def test_a_mutating_webhooks_changes_are_owned_by_no_manager(
+    twin: RunningServer, hooks: WebhookServer, install: Any, core: client.CoreV1Api, ns: str
+) -> None:
+    """k8s.io/apiserver records the request's manager before it calls mutating admission
+    (create, update and patch handlers alike), so what a webhook adds is owned by nobody:
+    neither by the webhook nor by the manager of the request it mutated."""
+
+    def inject(review: Obj) -> Obj:
+        patch = [{"op": "add", "path": "/metadata/labels", "value": {"injected": "yes"}}]
+        encoded = base64.b64encode(json.dumps(patch).encode()).decode()
+        return {"allowed": True, "patchType": "JSONPatch", "patch": encoded}
+
+    hooks.responder = inject
+    install("mutating", "inject", [webhook("inject.example.com", by_url(hooks), ("configmaps",))])
+    manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}}
+    path = f"/api/v1/namespaces/{ns}/configmaps/applied"
+    status, applied = _apply(twin, path, {**manifest, "data": {"a": "1"}}, "tester")
+    assert status == 201
+    made = core.create_namespaced_config_map(
+        ns, {"metadata": {"name": "created"}, "data": {"a": "1"}}, field_manager="creator"
+    )
+    for obj, manager, operation, fields in (
+        (applied, "tester", "Apply", {"f:data": {"f:a": {}}}),
+        (made.to_dict(), "creator", "Update", {"f:data": {".": {}, "f:a": {}}}),
+    ):
+        meta = obj["metadata"]
+        assert meta["labels"] == {"injected": "yes"}
+        owners = meta.get("managedFields") or meta["managed_fields"]
+        assert [(m["manager"], m["operation"]) for m in owners] == [(manager, operation)]
+        assert (owners[0].get("fieldsV1") or owners[0]["fields_v1"]) == fields
