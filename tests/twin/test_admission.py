@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -678,3 +679,110 @@ def test_a_mutating_webhooks_changes_are_owned_by_no_manager(
         owners = meta.get("managedFields") or meta["managed_fields"]
         assert [(m["manager"], m["operation"]) for m in owners] == [(manager, operation)]
         assert (owners[0].get("fieldsV1") or owners[0]["fields_v1"]) == fields
+
+
+def test_custom_resources_and_their_subresources_reach_webhooks(
+    twin: RunningServer, hooks: WebhookServer, install: Any, ns: str
+) -> None:
+    api = twin.api()
+    schema = {
+        "type": "object",
+        "properties": {
+            "spec": {"type": "object", "properties": {"count": {"type": "integer"}}},
+            "status": {"type": "object", "properties": {"count": {"type": "integer"}}},
+        },
+    }
+    scale = {"specReplicasPath": ".spec.count", "statusReplicasPath": ".status.count"}
+    version = {
+        "name": "v1",
+        "served": True,
+        "storage": True,
+        "schema": {"openAPIV3Schema": schema},
+        "subresources": {"status": {}, "scale": scale},
+    }
+    names = {"plural": "gadgets", "kind": "Gadget"}
+    client.ApiextensionsV1Api(api).create_custom_resource_definition(
+        {
+            "metadata": {"name": "gadgets.hooks.example.com"},
+            "spec": {
+                "group": "hooks.example.com",
+                "scope": "Namespaced",
+                "names": names,
+                "versions": [version],
+            },
+        }
+    )
+    hook = webhook("gadgets.example.com", by_url(hooks), ("gadgets", "gadgets/scale"))
+    hook["rules"][0]["apiGroups"] = ["hooks.example.com"]
+    install("validating", "gadgets", [hook])
+    custom = client.CustomObjectsApi(api)
+    body = {
+        "apiVersion": "hooks.example.com/v1",
+        "kind": "Gadget",
+        "metadata": {"name": "g"},
+        "spec": {"count": 1},
+    }
+    group = ("hooks.example.com", "v1", ns, "gadgets")
+    deadline = time.monotonic() + 10
+    while True:  # served once the CRD is Established
+        try:
+            custom.create_namespaced_custom_object(*group, body)
+            break
+        except client.ApiException as error:
+            if error.status != 404 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    custom.patch_namespaced_custom_object_scale(*group, "g", {"spec": {"replicas": 3}})
+    custom.patch_namespaced_custom_object_status(*group, "g", {"status": {"count": 3}})
+    reviewed = [review["request"] for _, review in hooks.reviews]
+    assert [(r["operation"], r.get("subResource", "")) for r in reviewed] == [
+        ("CREATE", ""),
+        ("UPDATE", "scale"),
+    ]
+    created, scaled = reviewed
+    assert created["kind"] == {"group": "hooks.example.com", "version": "v1", "kind": "Gadget"}
+    # Through the scale subresource, webhooks see the Scale (as kube-apiserver sends it).
+    assert scaled["kind"] == {"group": "autoscaling", "version": "v1", "kind": "Scale"}
+    assert scaled["resource"] == {
+        "group": "hooks.example.com",
+        "version": "v1",
+        "resource": "gadgets",
+    }
+    assert (scaled["oldObject"]["spec"], scaled["object"]["spec"]) == (
+        {"replicas": 1},
+        {"replicas": 3},
+    )
+
+
+def test_a_mutating_webhook_may_change_a_scale(
+    twin: RunningServer, hooks: WebhookServer, install: Any, ns: str
+) -> None:
+    def at_most_two(review: Obj) -> Obj:
+        patch = [{"op": "replace", "path": "/spec/replicas", "value": 2}]
+        encoded = base64.b64encode(json.dumps(patch).encode()).decode()
+        return {"allowed": True, "patchType": "JSONPatch", "patch": encoded}
+
+    hooks.responder = at_most_two
+    hook = webhook("scale.example.com", by_url(hooks), ("deployments/scale",))
+    hook["rules"][0]["apiGroups"] = ["apps"]
+    install("mutating", "scale-cap", [hook])
+    apps = client.AppsV1Api(twin.api())
+    labels = {"app": "capped"}
+    apps.create_namespaced_deployment(
+        ns,
+        {
+            "metadata": {"name": "capped"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "app", "image": "nginx"}]},
+                },
+            },
+        },
+    )
+    answered = apps.patch_namespaced_deployment_scale("capped", ns, {"spec": {"replicas": 5}})
+    assert answered.spec.replicas == 2
+    assert apps.read_namespaced_deployment("capped", ns).spec.replicas == 2
+    assert [review["request"]["kind"]["kind"] for _, review in hooks.reviews] == ["Scale"]

@@ -13,6 +13,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -439,9 +440,11 @@ class ApiServer:
 
     async def _admitted(self, identity: Identity, target: ResourcePath, write: Write) -> Obj:
         """Dynamic admission around a prepared write: mutating webhooks, schema validation,
-        policies and validating webhooks; then the write is stored."""
+        policies and validating webhooks; then the write is stored. Through the scale
+        subresource they see (and may change) the Scale, as upstream admits it."""
         rt = write.rt
         meta = write.obj.get("metadata") or {}
+        scaled = write.subresource == "scale"
         attrs = admission.Attributes(
             operation=write.operation,
             group=rt.group,
@@ -450,19 +453,21 @@ class ApiServer:
             subresource=write.subresource,
             namespace=write.namespace,
             name=meta.get("name") or "",
-            kind=rt.kind,
+            kind="Scale" if scaled else rt.kind,
             namespaced=rt.namespaced,
+            kind_group_version=("autoscaling", "v1") if scaled else None,
         )
-        old = self.registry.output(rt, write.old) if write.old is not None else None
+        output = self.registry.output
+        seen = (lambda obj: _scale_of(rt, output(rt, obj))) if scaled else partial(output, rt)
+        old = seen(write.old) if write.old is not None else None
         review = admission.AdmissionRequest(
-            attrs,
-            self.registry.output(rt, write.obj),
-            old,
-            (identity.user, identity.groups),
-            write.dry_run,
+            attrs, seen(write.obj), old, (identity.user, identity.groups), write.dry_run
         )
         await self.admission.mutate(review)
-        if review.obj is not None and rt.group != "events.k8s.io":
+        if scaled and review.obj is not None:
+            replicas = (review.obj.get("spec") or {}).get("replicas", 0)
+            set_at(write.obj, _replicas_path(rt), replicas)
+        elif review.obj is not None and rt.group != "events.k8s.io":
             # The webhooks saw the object as served; it is kept in the version it is stored in.
             write.obj = {**review.obj, "apiVersion": write.obj.get("apiVersion")}
         self.registry.check(write)
@@ -762,8 +767,7 @@ class ApiServer:
             raise errors.conflict(rt, name)
         replicas = (body.get("spec") or {}).get("replicas", 0)
         updated = clone(obj)
-        spec_path = rt.scale_paths[0] if rt.scale_paths else ".spec.replicas"
-        set_at(updated, spec_path, replicas)
+        set_at(updated, _replicas_path(rt), replicas)
         dry_run = bool(request.query.get("dryRun"))
         manager = _field_manager(request)
         write = self.registry.prepare_update(rt, ns, name, updated, "scale", manager, dry_run)
@@ -832,6 +836,11 @@ def _field_manager(request: web.Request) -> str:
     managerOrUserAgent picks it for Update operations."""
     named = request.query.get("fieldManager", "")
     return named or request.headers.get("User-Agent", "").split("/")[0]
+
+
+def _replicas_path(rt: ResourceType) -> str:
+    """Where a Scale's spec.replicas is kept in the scaled object."""
+    return rt.scale_paths[0] if rt.scale_paths else ".spec.replicas"
 
 
 def _scale_of(rt: ResourceType, obj: Obj) -> Obj:

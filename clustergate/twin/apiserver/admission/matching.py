@@ -31,6 +31,13 @@ class Attributes:
     name: str
     kind: str
     namespaced: bool
+    #: The group and version of ``kind`` where they are not the resource's: a scale
+    #: subresource's object is an autoscaling/v1 Scale.
+    kind_group_version: tuple[str, str] | None = None
+
+    def kind_of(self) -> dict[str, str]:
+        group, version = self.kind_group_version or (self.group, self.version)
+        return {"group": group, "version": version, "kind": self.kind}
 
 
 def _wild(values: list[str] | None, value: str) -> bool:

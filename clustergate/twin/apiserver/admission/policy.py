@@ -107,7 +107,7 @@ def _resource_rules_match(
 
 def _request_of(attrs: Attributes, user: tuple[str, tuple[str, ...]], dry_run: bool) -> Obj:
     return {
-        "kind": {"group": attrs.group, "version": attrs.version, "kind": attrs.kind},
+        "kind": attrs.kind_of(),
         "resource": {"group": attrs.group, "version": attrs.version, "resource": attrs.resource},
         "subResource": attrs.subresource,
         "name": attrs.name,

@@ -103,9 +103,9 @@ def review(
     username, groups = user
     request: Obj = {
         "uid": str(uuid.uuid4()),
-        "kind": {"group": attrs.group, "version": attrs.version, "kind": attrs.kind},
+        "kind": attrs.kind_of(),
         "resource": {"group": attrs.group, "version": attrs.version, "resource": attrs.resource},
-        "requestKind": {"group": attrs.group, "version": attrs.version, "kind": attrs.kind},
+        "requestKind": attrs.kind_of(),
         "requestResource": {
             "group": attrs.group,
             "version": attrs.version,
