@@ -33,7 +33,6 @@ VALUE_OPTIONS = (
     "--kubeconfig",
     "--context",
     "--config",
-    "--sweep-older-than",
     "--locust-workers",
     "--history-dir",
     "--twin-nodes",

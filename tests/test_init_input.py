@@ -41,7 +41,7 @@ def test_bad_input_is_one_message_and_exit_4(
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text("clusters: [\n")
     out = f"--output={tmp_path / 'c.yaml'}"
-    assert "cannot be read" in _error(capsys, "init", f"--kubeconfig={kubeconfig}", out)
+    assert "is not YAML" in _error(capsys, "init", f"--kubeconfig={kubeconfig}", out)
     assert "does not exist" in _error(capsys, "init", f"--kubeconfig={missing}", out)
     assert "--output=FILE" in _error(capsys, "init", f"--kubeconfig={kubeconfig}")
     assert "--config=FILE" in _error(capsys, "init", "--check")

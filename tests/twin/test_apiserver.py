@@ -756,9 +756,14 @@ def test_delete_collection_answers_the_list_it_deleted(twin: RunningServer, ns: 
 
 def test_namespace_delete_then_conflict_while_terminating(core: client.CoreV1Api) -> None:
     core.create_namespace({"metadata": {"name": "twice"}})
+    # Content with a finalizer holds the namespace in Terminating until the test lets it go;
+    # an empty one may be purged before the second delete arrives.
+    held = {"metadata": {"name": "held", "finalizers": ["clustergate.io/test-hold"]}}
+    core.create_namespaced_config_map("twice", held)
     first = core.delete_namespace("twice")
     assert first["status"]["phase"] == "Terminating"
     status, body = error_of(lambda: core.delete_namespace("twice"))
+    core.patch_namespaced_config_map("held", "twice", {"metadata": {"finalizers": None}})
     assert (status, body["reason"]) == (409, "Conflict")
     assert body["message"] == (
         'Operation cannot be fulfilled on namespaces "twice": The system is ensuring all content '
