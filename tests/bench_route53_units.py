@@ -10,6 +10,10 @@ counts requests does) and over resolutions (:func:`clustergate.stats.unit_share_
 "false alarm" is a healthy step failed; "miss" a skewed step passed; "undecided" a step given no
 verdict. Over requests the false alarms run far above alpha once a resolution carries many
 requests; over resolutions they stay at most alpha and short steps are undecided instead.
+
+Then the table of docs/cutover-route53.md: per weight and tolerance, the resolutions from
+which a verdict is possible (``units_needed``) and from which a split exactly on target passes
+nine times in ten (exact, summing the binomial over the outcomes whose interval fits).
 """
 
 from __future__ import annotations
@@ -17,8 +21,15 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from scipy import stats
 
-from clustergate.stats import Verdict, share_check, unit_share_check, units_needed
+from clustergate.stats import (
+    Verdict,
+    proportion_interval,
+    share_check,
+    unit_share_check,
+    units_needed,
+)
 from tests.clustered_traffic import ClusteredStep, simulate_step
 
 TARGET, TOLERANCE, CONFIDENCE = 0.25, 0.05, 0.99
@@ -45,6 +56,31 @@ def _rates(verdicts: list[Verdict], bad: Verdict) -> str:
         f"{100 * verdicts.count(bad) / n:5.1f}% / "
         f"{100 * verdicts.count(Verdict.NO_VERDICT) / n:5.1f}%"
     )
+
+
+#: The docs' table: a four-step cutover at 0.99 overall.
+TABLE_CONFIDENCE = 0.9975
+
+
+def _pass_probability(units: int, share: float, tolerance: float, confidence: float) -> float:
+    """Chance that a split exactly on ``share`` passes :func:`unit_share_check` at ``units``:
+    the binomial mass of the hit counts whose interval fits the band (only counts inside the
+    band can)."""
+    low, high = share - tolerance, share + tolerance
+    inside = range(max(0, int(units * low)), min(units, int(units * high) + 1) + 1)
+    fits = []
+    for hits in inside:
+        interval = proportion_interval(hits, units, confidence)
+        if low <= interval.low and interval.high <= high:
+            fits.append(hits)
+    return float(stats.binom.pmf(fits, units, share).sum()) if fits else 0.0
+
+
+def _units_to_pass(share: float, tolerance: float, confidence: float, power: float = 0.9) -> int:
+    units = units_needed(share, tolerance, confidence)
+    while _pass_probability(units, share, tolerance, confidence) < power:
+        units = int(units * 1.05) + 1
+    return units
 
 
 def main() -> None:
@@ -80,6 +116,18 @@ def main() -> None:
             f"{clients:7d} {duration:7.0f}s {ttl:4.0f}s {units:12.0f} {requests:9.0f} | "
             f"{_rates(healthy_req, Verdict.FAIL)} | {_rates(healthy_unit, Verdict.FAIL)} | "
             f"{_rates(skewed_req, Verdict.PASS)} | {_rates(skewed_unit, Verdict.PASS)}"
+        )
+
+    print(f"\nresolutions a step needs at confidence {TABLE_CONFIDENCE}:")
+    print("  verdict possible from / an on-target step passes 9 times in 10 from")
+    for weight in (0.10, 0.25, 0.50, 1.00):
+        cells = [
+            f"{units_needed(weight, tolerance, TABLE_CONFIDENCE)} / "
+            f"{_units_to_pass(weight, tolerance, TABLE_CONFIDENCE)}"
+            for tolerance in (0.05, 0.10)
+        ]
+        print(
+            f"  {100 * weight:3.0f}%: tolerance 0.05 {cells[0]:>12}, tolerance 0.10 {cells[1]:>10}"
         )
 
 

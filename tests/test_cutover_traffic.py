@@ -207,7 +207,7 @@ def test_route53_answers_a_10_percent_step_and_a_record_changed_behind_it_is_cau
 def test_a_route53_step_with_too_few_resolutions_gives_no_verdict(
     traffic: Start, tmp_path: Path
 ) -> None:
-    # 4 users for 6 s on records with the twin's 2 s TTL: about 16 resolutions, and a verdict
+    # 4 users for 6 s on records with the twin's 1 s TTL: about 28 resolutions, and a verdict
     # at 10% ± 10% needs 103, however many thousand requests ride them.
     step = {**STEP, "max_duration_s": 6}
     _, section, weights = traffic((10,), driver="route53", step=step, tolerance=0.1)

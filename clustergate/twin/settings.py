@@ -30,7 +30,7 @@ class Timings:
     max_node_provision: float = 30.0  # --max-node-provision-time: 15 min
     upgrade_eviction_limit: float = 20.0  # EKS gives up evicting a node's pods after 15 min
     weight_propagation: float = 0.5  # ELBv2 weight change to take effect: seconds
-    record_ttl: float = 2.0  # TTL of the cutover's weighted Route 53 records: 60 s is usual
+    record_ttl: float = 1.0  # TTL of the cutover's weighted Route 53 records: 60 s is usual
     slow_factor: float = 8.0  # how much slower the "-slow" faults make the thing they slow
     slow_start: float = 10.0  # kubelet-slow-ready: added to every pod's start (slow pulls)
 
