@@ -354,18 +354,106 @@ def read_nodepools(cluster: Cluster) -> list[dict[str, Any]]:
     raise AssertionError("no karpenter.sh NodePool API (v1 or v1beta1): is Karpenter installed?")
 
 
-def nodepool_problems(nodepools: list[dict[str, Any]]) -> list[str]:
+def read_node_class(cluster: Cluster, ref: dict[str, Any]) -> dict[str, Any] | None:
+    """The NodeClass a NodePool's ``nodeClassRef`` names (e.g. an EC2NodeClass), or None."""
+    group, kind, name = ref.get("group"), ref.get("kind"), ref.get("name")
+    if not (group and kind and name):
+        return None
+    plural = kind.lower() + ("es" if kind.lower().endswith("s") else "s")
+    api = client.CustomObjectsApi(cluster.api)
+    for version in ("v1", "v1beta1"):
+        try:
+            found: dict[str, Any] = api.get_cluster_custom_object(group, version, plural, name)
+        except ApiException as error:
+            if error.status == 404:
+                continue
+            raise
+        return found
+    return None
+
+
+def node_classes_of(cluster: Cluster, nodepools: list[dict[str, Any]]) -> NodeClasses:
+    """Each NodePool's NodeClass by pool name (None where it does not exist)."""
+    return {
+        pool["metadata"]["name"]: read_node_class(cluster, _node_class_ref(pool))
+        for pool in nodepools
+    }
+
+
+NodeClasses = dict[str, dict[str, Any] | None]
+
+
+def _node_class_ref(pool: dict[str, Any]) -> dict[str, Any]:
+    spec = (pool.get("spec") or {}).get("template", {}).get("spec") or {}
+    return dict(spec.get("nodeClassRef") or {})
+
+
+def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def _not_true(obj: dict[str, Any]) -> str:
+    """The conditions that are not True, as "SubnetsReady False (reason: message)"."""
+    failing = [
+        f"{kind} {c.get('status')} ({c.get('reason')}: {c.get('message')})"
+        for kind, c in _conditions(obj).items()
+        if kind != "Ready" and c.get("status") != "True"
+    ]
+    return "; ".join(failing) or "no condition says why"
+
+
+def nodepool_problems(
+    nodepools: list[dict[str, Any]], node_classes: NodeClasses | None = None
+) -> list[str]:
+    """Why Karpenter cannot provision from these pools: a pool not Ready (with its NodeClass's
+    failing conditions), or a pool whose usage has reached ``spec.limits``."""
     if not nodepools:
         return ["no Karpenter NodePool exists: Karpenter has nothing to provision from"]
     problems = []
     for pool in nodepools:
         name = pool.get("metadata", {}).get("name")
-        conditions = {c.get("type"): c for c in (pool.get("status") or {}).get("conditions") or []}
-        ready = conditions.get("Ready")
+        ready = _conditions(pool).get("Ready")
         if ready is None or ready.get("status") != "True":
             detail = f"{ready.get('reason')}: {ready.get('message')}" if ready else "no condition"
-            problems.append(f"NodePool {name} is not Ready ({detail})")
+            problem = f"NodePool {name} is not Ready ({detail})"
+            ref = _node_class_ref(pool)
+            if node_classes is not None and name in node_classes:
+                problem += _node_class_detail(ref, node_classes[name])
+            problems.append(problem)
+        problems.extend(limit_problems(pool))
     return problems
+
+
+def _node_class_detail(ref: dict[str, Any], node_class: dict[str, Any] | None) -> str:
+    where = f"{ref.get('kind')} {ref.get('name')}"
+    if node_class is None:
+        return f"; its {where} does not exist"
+    ready = _conditions(node_class).get("Ready")
+    if ready is not None and ready.get("status") == "True":
+        return f"; its {where} is Ready"
+    plural = f"{str(ref.get('kind')).lower()}es.{ref.get('group')}"
+    return (
+        f"; its {where} is not Ready: {_not_true(node_class)} "
+        f"(kubectl describe {plural} {ref.get('name')})"
+    )
+
+
+def limit_problems(pool: dict[str, Any]) -> list[str]:
+    """A pool whose ``status.resources`` reached a ``spec.limits`` entry launches no node."""
+    name = pool.get("metadata", {}).get("name")
+    limits = (pool.get("spec") or {}).get("limits") or {}
+    used = (pool.get("status") or {}).get("resources") or {}
+    reached = [
+        f"{resource} {used.get(resource, '0')} in use of limit {limit}"
+        for resource, limit in sorted(limits.items())
+        if parse_quantity(str(used.get(resource, "0"))) >= parse_quantity(str(limit))
+    ]
+    if not reached:
+        return []
+    return [
+        f"NodePool {name} is at its limits ({', '.join(reached)}): Karpenter launches no node "
+        f"for it (kubectl get nodepool {name} -o jsonpath='{{.spec.limits}} {{.status.resources}}')"
+    ]
 
 
 # --- capacity ------------------------------------------------------------------------------

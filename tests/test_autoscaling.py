@@ -139,6 +139,78 @@ def test_nodepools_must_be_ready() -> None:
     assert "no Karpenter NodePool" in autoscaling.nodepool_problems([])[0]
 
 
+def _pool(limits: dict[str, str], resources: dict[str, str], ready: bool = True) -> dict:
+    condition = {"type": "Ready", "status": "True" if ready else "False"}
+    if not ready:
+        condition |= {"reason": "NodeClassReadyFalse", "message": "NodeClass is NotReady"}
+    return {
+        "metadata": {"name": "default"},
+        "spec": {
+            "limits": limits,
+            "template": {
+                "spec": {
+                    "nodeClassRef": {
+                        "group": "karpenter.k8s.aws",
+                        "kind": "EC2NodeClass",
+                        "name": "default",
+                    }
+                }
+            },
+        },
+        "status": {"resources": resources, "conditions": [condition]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("limits", "resources", "reached"),
+    [
+        ({"cpu": "1000"}, {"cpu": "4"}, None),
+        ({"cpu": "0"}, {"cpu": "0"}, "cpu 0 in use of limit 0"),
+        ({"cpu": "4", "memory": "64Gi"}, {"cpu": "4000m", "memory": "1Gi"}, "cpu 4000m in use"),
+        ({"memory": "1Gi"}, {}, None),
+        ({}, {"cpu": "100"}, None),
+    ],
+)
+def test_nodepool_limits_reached_are_problems(
+    limits: dict[str, str], resources: dict[str, str], reached: str | None
+) -> None:
+    problems = autoscaling.nodepool_problems([_pool(limits, resources)])
+    if reached is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1
+        assert "NodePool default is at its limits" in problems[0]
+        assert reached in problems[0]
+
+
+def test_nodepool_not_ready_names_its_node_class_and_the_failing_condition() -> None:
+    node_class = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "SubnetsReady",
+                    "status": "False",
+                    "reason": "SubnetsNotFound",
+                    "message": "SubnetSelector did not match any Subnets",
+                },
+                {"type": "SecurityGroupsReady", "status": "True"},
+                {"type": "Ready", "status": "False", "reason": "SubnetsReadyFalse"},
+            ]
+        }
+    }
+    pool = _pool({}, {}, ready=False)
+    [problem] = autoscaling.nodepool_problems([pool], {"default": node_class})
+    assert problem.startswith("NodePool default is not Ready (NodeClassReadyFalse:")
+    assert (
+        "its EC2NodeClass default is not Ready: SubnetsReady False "
+        "(SubnetsNotFound: SubnetSelector did not match any Subnets)"
+    ) in problem
+    assert "SecurityGroupsReady" not in problem
+    assert "kubectl describe ec2nodeclasses.karpenter.k8s.aws default" in problem
+    [missing] = autoscaling.nodepool_problems([pool], {"default": None})
+    assert missing.endswith("its EC2NodeClass default does not exist")
+
+
 def _node(name: str, cpu: str = "2", group: str = "ng-a") -> client.V1Node:
     return client.V1Node(
         metadata=client.V1ObjectMeta(name=name, labels={"eks.amazonaws.com/nodegroup": group}),

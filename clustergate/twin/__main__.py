@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from clustergate.twin.faults import FAULTS, UnknownFaultError
-from clustergate.twin.settings import TwinSettings, default_node_groups
+from clustergate.twin.settings import AUTOSCALERS, TwinSettings, default_node_groups
 from clustergate.twin.traffic.side import DRIVERS
 
 READY_FILE = "ready.json"
@@ -45,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
             "the weighted Route 53 records, resolved over DNS (route53)",
         )
         command.add_argument("--timeout", type=float, default=120.0, help="seconds to ready")
+        command.add_argument(
+            "--autoscaler",
+            choices=AUTOSCALERS,
+            default="cluster-autoscaler",
+            help="what scales the nodes: cluster-autoscaler on the node groups' ASGs, or "
+            "Karpenter (NodePool/EC2NodeClass CRDs, a default pool, the controller)",
+        )
     down = commands.add_parser("down")
     down.add_argument("--state-dir", required=True)
     commands.add_parser("faults", help="list the named faults")
@@ -63,6 +70,7 @@ def _settings(args: argparse.Namespace) -> TwinSettings:
         api_fault_rate=args.api_fault_rate,
         start_timeout_s=args.timeout,
         cutover_driver=args.cutover_driver,
+        autoscaler=args.autoscaler,
     )
 
 
@@ -85,6 +93,8 @@ def _up(args: argparse.Namespace) -> int:
         str(args.timeout),
         "--cutover-driver",
         args.cutover_driver,
+        "--autoscaler",
+        args.autoscaler,
     ]
     for fault in args.fault:
         command += ["--fault", fault]

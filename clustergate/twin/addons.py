@@ -17,6 +17,7 @@ from typing import Any, Protocol
 COREDNS_IMAGE = "602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/coredns:v1.11.3-eksbuild.2"
 NODELOCAL_IMAGE = "registry.k8s.io/dns/k8s-dns-node-cache:1.23.1"
 AUTOSCALER_IMAGE = "registry.k8s.io/autoscaling/cluster-autoscaler:v1.31.1"
+KARPENTER_IMAGE = "public.ecr.aws/karpenter/controller:1.0.8"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ from clustergate.twin.aws import AwsSide
 from clustergate.twin.cloud import InstanceSpec, NodeLauncher
 from clustergate.twin.controllers import ControllerManager
 from clustergate.twin.dns import register_dns_addons
+from clustergate.twin.karpenter import manifests as karpenter_manifests
+from clustergate.twin.karpenter import register_karpenter_addon
 from clustergate.twin.kubeclient import ApiError, KubeClient
 from clustergate.twin.kubelet import KubeletPool
 from clustergate.twin.kubelet_hub import KubeletHub
@@ -90,7 +92,10 @@ class Twin:
         await controllers.start()
         self._stops.append(controllers.stop)
         register_dns_addons(self.addons, self.settings, self.netmap, self.client)
-        register_autoscaler_addon(self.addons, self.settings, self.netmap, self.client)
+        if self.settings.autoscaler == "karpenter":
+            register_karpenter_addon(self.addons, self.settings, self.netmap, self.client)
+        else:
+            register_autoscaler_addon(self.addons, self.settings, self.netmap, self.client)
 
         await self.aws.start()
         self._stops.append(self.aws.stop)
@@ -156,17 +161,21 @@ class Twin:
             *manifests.dns_services(self.settings),
             *manifests.coredns(),
             *manifests.nodelocal(self.settings),
-            *manifests.cluster_autoscaler(self.settings),
+            *self._autoscaler(),
             *manifests.irsa_service_accounts(
                 [(m.namespace, m.service_account, m.role_arn) for m in facts.irsa]
             ),
         ]
-        for resource, body in objects:
-            group_version, plural = resource.rsplit("/", 1)
-            namespace = body["metadata"].get("namespace")
-            path = _collection(group_version, plural, namespace)
-            with contextlib.suppress(ApiError):
-                await client.create(path, body)
+        await _create_all(client, objects)
+        if self.settings.autoscaler == "karpenter":
+            await _established(client, karpenter_manifests.crds(), self.settings.start_timeout_s)
+            node_role = facts.node_role_arn.rsplit("/", 1)[-1]
+            await _create_all(client, karpenter_manifests.default_pool(self.settings, node_role))
+
+    def _autoscaler(self) -> list[tuple[str, Any]]:
+        if self.settings.autoscaler == "karpenter":
+            return [*karpenter_manifests.crds(), *karpenter_manifests.controller(self.settings)]
+        return manifests.cluster_autoscaler(self.settings)
 
     async def _wait_until_settled(self, client: KubeClient) -> None:
         """Every node Ready and every kube-system workload available, or a clear error."""
@@ -211,6 +220,37 @@ class _TaintOneNode:
 
     async def terminate(self, instance_id: str) -> None:
         await self._launcher.terminate(instance_id)
+
+
+async def _create_all(client: KubeClient, objects: list[tuple[str, Any]]) -> None:
+    for resource, body in objects:
+        group_version, plural = resource.rsplit("/", 1)
+        namespace = body["metadata"].get("namespace")
+        path = _collection(group_version, plural, namespace)
+        with contextlib.suppress(ApiError):
+            await client.create(path, body)
+
+
+async def _established(client: KubeClient, crds: list[tuple[str, Any]], timeout_s: float) -> None:
+    """Wait until every CRD is Established: objects of a type not yet served get 404."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    waiting = [body["metadata"]["name"] for _, body in crds]
+    while waiting:
+        path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        listed = {c["metadata"]["name"]: c for c in (await client.list(path))["items"]}
+        waiting = [
+            name
+            for name in waiting
+            if not any(
+                c.get("type") == "Established" and c.get("status") == "True"
+                for c in (listed.get(name, {}).get("status") or {}).get("conditions") or []
+            )
+        ]
+        if waiting and loop.time() > deadline:
+            raise RuntimeError(f"CRDs not Established within {timeout_s:g}s: {waiting}")
+        if waiting:
+            await asyncio.sleep(0.1)
 
 
 def _collection(group_version: str, plural: str, namespace: str | None) -> str:

@@ -88,7 +88,7 @@ def cluster_config(settings: TwinSettings, facts: dict[str, Any]) -> dict[str, A
         },
         "node_groups": [{"name": group.name} for group in settings.node_groups],
         "drain": {"replacement_ready_max_s": 6},
-        "autoscaler": {"kind": "cluster-autoscaler", "status_max_age_s": 30},
+        "autoscaler": _autoscaler_section(settings),
         "upgrade": {"nodegroup": settings.node_groups[0].name, "max_pending_s": 60},
         "timeouts": {
             "preflight_s": 15,
@@ -107,6 +107,12 @@ def cluster_config(settings: TwinSettings, facts: dict[str, Any]) -> dict[str, A
     if "cutover" in facts:
         config["cutover"] = facts["cutover"]
     return config
+
+
+def _autoscaler_section(settings: TwinSettings) -> dict[str, Any]:
+    if settings.autoscaler == "karpenter":
+        return {"kind": "karpenter", "namespace": "kube-system", "deployment": "karpenter"}
+    return {"kind": "cluster-autoscaler", "status_max_age_s": 30}
 
 
 def _call(service: str, operation: str) -> dict[str, str]:

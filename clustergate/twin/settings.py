@@ -14,6 +14,7 @@ from clustergate.twin.faults import validate_faults
 
 #: The account moto answers for. Kept as moto's default so that moto's own ARNs agree with ours.
 ACCOUNT_ID = "123456789012"
+AUTOSCALERS = ("cluster-autoscaler", "karpenter")
 
 
 @dataclass(frozen=True)
@@ -110,9 +111,15 @@ class TwinSettings:
     start_timeout_s: float = 120.0
     #: Which weights the cluster config's cutover turns: "elbv2" (the ALB) or "route53".
     cutover_driver: str = "elbv2"
+    #: Which autoscaler kube-system runs: "cluster-autoscaler" or "karpenter".
+    autoscaler: str = "cluster-autoscaler"
 
     def __post_init__(self) -> None:
         validate_faults(self.faults)
+        if self.autoscaler not in AUTOSCALERS:
+            raise ValueError(
+                f"autoscaler {self.autoscaler!r} is not one of {', '.join(AUTOSCALERS)}"
+            )
 
     def has_fault(self, name: str) -> bool:
         return name in self.faults

@@ -78,5 +78,7 @@ def test_node_group_sizes_are_sane_and_leave_headroom(
 @pytest.mark.gate
 def test_karpenter_nodepools_are_ready(cluster: Cluster, cluster_config: ClusterConfig) -> None:
     _require(cluster_config, "karpenter")
-    problems = autoscaling.nodepool_problems(autoscaling.read_nodepools(cluster))
+    nodepools = autoscaling.read_nodepools(cluster)
+    node_classes = autoscaling.node_classes_of(cluster, nodepools)
+    problems = autoscaling.nodepool_problems(nodepools, node_classes)
     assert not problems, "; ".join(problems)

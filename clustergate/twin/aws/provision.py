@@ -151,6 +151,9 @@ def provision(
         resourcesVpcConfig={"subnetIds": [subnets[z] for z in zones if z in subnets]},
     )
 
+    if settings.autoscaler == "karpenter":
+        _tag_for_karpenter(moto, cluster, [subnets[z] for z in zones if z in subnets])
+
     node_role_name = f"{cluster}-node-role"
     node_role = iam.create_role(
         RoleName=node_role_name, AssumeRolePolicyDocument=_service_trust("ec2.amazonaws.com")
@@ -214,6 +217,18 @@ def provision(
         instance_profile_arn=profile["InstanceProfile"]["Arn"],
         irsa=irsa,
         groups=groups,
+    )
+
+
+def _tag_for_karpenter(moto: MotoClients, cluster: str, subnet_ids: list[str]) -> None:
+    """Karpenter's getting-started setup: the cluster's subnets and its security group carry
+    ``karpenter.sh/discovery: <cluster>``, which the default EC2NodeClass selects by."""
+    groups = moto.ec2.describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": ["default"]}]
+    )["SecurityGroups"]
+    moto.ec2.create_tags(
+        Resources=[*subnet_ids, *(g["GroupId"] for g in groups[:1])],
+        Tags=[{"Key": "karpenter.sh/discovery", "Value": cluster}],
     )
 
 

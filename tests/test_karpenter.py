@@ -1,0 +1,120 @@
+"""The autoscaler suite's Karpenter path against a Karpenter twin (``--autoscaler=karpenter``),
+and the operator faults it must catch, each made with kubectl as an operator would:
+a NodePool at ``limits.cpu: "0"``, and an EC2NodeClass whose subnet selector matches nothing.
+
+One twin for the module; each fault is put back after its row, so the rows are independent.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RunningTwin, start_twin, stop_twin
+
+GATE = ("-m", "autoscaler and gate", "-p", "no:cacheprovider")
+READY_CHECK = "test_karpenter_nodepools_are_ready"
+NOWHERE = """\
+apiVersion: karpenter.k8s.aws/v1
+kind: EC2NodeClass
+metadata:
+  name: nowhere
+spec:
+  role: clustergate-twin-node-role
+  amiSelectorTerms: [{alias: al2023@latest}]
+  subnetSelectorTerms: [{tags: {karpenter.sh/discovery: no-such-cluster}}]
+  securityGroupSelectorTerms: [{tags: {karpenter.sh/discovery: clustergate-twin}}]
+"""
+
+
+@pytest.fixture(scope="module")
+def karpenter_twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTwin]:
+    state_dir = tmp_path_factory.mktemp("karpenter-twin")
+    running = start_twin(state_dir, "--nodes", "2", "--autoscaler", "karpenter")
+    try:
+        yield running
+    finally:
+        stop_twin(state_dir)
+
+
+def _kubectl(twin: RunningTwin, *args: str, stdin: str | None = None) -> str:
+    done = subprocess.run(
+        ["kubectl", "--kubeconfig", str(twin.kubeconfig), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+def _wait_ready(twin: RunningTwin, kind: str, name: str, status: str) -> None:
+    _kubectl(twin, "wait", f"{kind}/{name}", f"--for=condition=Ready={status}", "--timeout=30s")
+
+
+def _failures(twin: RunningTwin) -> dict[str, str]:
+    """The gate's autoscaler checks that failed, by name, with their messages."""
+    done = twin.pytest(*GATE, timeout=180)
+    summary = json.loads(Path(twin.state_dir / "reports" / "summary.json").read_text())
+    failed = {
+        check["nodeid"].rsplit("::", 1)[-1]: check.get("message", "")
+        for check in summary["checks"]
+        if check["outcome"] == "failed"
+    }
+    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
+    return failed
+
+
+def test_the_autoscaler_gate_passes_on_a_karpenter_twin(karpenter_twin: RunningTwin) -> None:
+    listed = _kubectl(karpenter_twin, "get", "nodepools,ec2nodeclasses", "-o", "name")
+    assert "nodepool.karpenter.sh/default" in listed
+    assert "ec2nodeclass.karpenter.k8s.aws/default" in listed
+    done = karpenter_twin.pytest(*GATE, "-rA", timeout=180)
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert f"PASSED suites/autoscaler/test_autoscaler_ready.py::{READY_CHECK}" in done.stdout
+
+
+def test_a_nodepool_at_limits_cpu_zero_fails_the_gate_naming_it(
+    karpenter_twin: RunningTwin,
+) -> None:
+    patch = '{"spec":{"limits":{"cpu":"%s"}}}'
+    _kubectl(karpenter_twin, "patch", "nodepool", "default", "--type=merge", "-p", patch % "0")
+    try:
+        failed = _failures(karpenter_twin)
+    finally:
+        _kubectl(
+            karpenter_twin, "patch", "nodepool", "default", "--type=merge", "-p", patch % "1000"
+        )
+    assert set(failed) == {READY_CHECK}, failed
+    assert "NodePool default is at its limits (cpu 0 in use of limit 0)" in failed[READY_CHECK]
+
+
+def test_a_node_class_whose_subnets_match_nothing_fails_the_gate_naming_it(
+    karpenter_twin: RunningTwin,
+) -> None:
+    ref = '{"spec":{"template":{"spec":{"nodeClassRef":{"name":"%s"}}}}}'
+    _kubectl(karpenter_twin, "apply", "-f", "-", stdin=NOWHERE)
+    _kubectl(karpenter_twin, "patch", "nodepool", "default", "--type=merge", "-p", ref % "nowhere")
+    try:
+        _wait_ready(karpenter_twin, "ec2nodeclass", "nowhere", "False")
+        _wait_ready(karpenter_twin, "nodepool", "default", "False")
+        failed = _failures(karpenter_twin)
+    finally:
+        _kubectl(
+            karpenter_twin, "patch", "nodepool", "default", "--type=merge", "-p", ref % "default"
+        )
+        _kubectl(karpenter_twin, "delete", "ec2nodeclass", "nowhere")
+    assert set(failed) == {READY_CHECK}, failed
+    message = failed[READY_CHECK]
+    assert "NodePool default is not Ready" in message
+    assert (
+        "its EC2NodeClass nowhere is not Ready: SubnetsReady False "
+        "(SubnetsNotFound: SubnetSelector did not match any Subnets)"
+    ) in message
+    _wait_ready(karpenter_twin, "nodepool", "default", "True")
