@@ -43,6 +43,10 @@ PAUSE_MEMORY = 16 * 1024 * 1024
 SCALE_UP_EVENTS = ("TriggeredScaleUp", "NotTriggerScaleUp")
 #: The run-namespace ConfigMap that records the ASGs' desired capacity for ``--sweep``.
 RESTORE_SIZES_CONFIGMAP = "autoscaler-restore-sizes"
+#: The event an autoscaler puts on a pod it is adding capacity for, by autoscaler.kind.
+TRIGGERED = {"cluster-autoscaler": "TriggeredScaleUp", "karpenter": "Nominated"}
+#: Karpenter's pod events: Nominated, or FailedScheduling with why (its own, not the scheduler's).
+KARPENTER_EVENTS = ("Nominated", "FailedScheduling")
 
 
 class StatusFormatError(ValueError):
@@ -637,12 +641,19 @@ class ScaleEvent:
 
 
 def scale_up_events(cluster: Cluster, namespace: str, pods: set[str]) -> list[ScaleEvent]:
-    """TriggeredScaleUp / NotTriggerScaleUp events about ``pods`` in ``namespace``."""
+    """The autoscaler's events about ``pods`` in ``namespace``: cluster-autoscaler's
+    TriggeredScaleUp / NotTriggerScaleUp, Karpenter's Nominated / FailedScheduling."""
     listed = cluster.core().list_namespaced_event(namespace)
     return [
         ScaleEvent(event.reason, event.involved_object.name, event.message or "", event.count or 1)
         for event in listed.items
-        if event.reason in SCALE_UP_EVENTS
+        if (
+            event.reason in SCALE_UP_EVENTS
+            or (
+                event.reason in KARPENTER_EVENTS
+                and (event.source.component if event.source else "") == "karpenter"
+            )
+        )
         and event.involved_object.kind == "Pod"
         and event.involved_object.name in pods
     ]
@@ -650,7 +661,7 @@ def scale_up_events(cluster: Cluster, namespace: str, pods: set[str]) -> list[Sc
 
 def describe_events(events: list[ScaleEvent]) -> str:
     if not events:
-        return "no TriggeredScaleUp or NotTriggerScaleUp event for them"
+        return "no scale-up event (TriggeredScaleUp, NotTriggerScaleUp, Nominated) for them"
     messages = sorted({f"{e.reason}: {e.message}" for e in events})
     return "; ".join(messages)
 
@@ -767,6 +778,10 @@ def explain_scale_up(
             parts.append(
                 f"status: health {status.health}, scaleUp {status.scale_up} ({groups or '-'})"
             )
+    if section.kind == "karpenter":
+        nodepools = read_nodepools(cluster)
+        problems = nodepool_problems(nodepools, node_classes_of(cluster, nodepools))
+        parts.append("NodePools: " + ("; ".join(problems) or "all Ready, below their limits"))
     if sizes:
         parts.append(
             "ASGs before the check: "

@@ -1,6 +1,9 @@
-"""The autoscaler suite's Karpenter path against a Karpenter twin (``--autoscaler=karpenter``),
-and the operator faults it must catch, each made with kubectl as an operator would:
-a NodePool at ``limits.cpu: "0"``, and an EC2NodeClass whose subnet selector matches nothing.
+"""The autoscaler suite's Karpenter path against a Karpenter twin (``--autoscaler=karpenter``):
+the whole suite passes (pending pods get a NodeClaim and a node launched through EC2, the idle
+node is consolidated away), and the operator faults it must catch, each made with kubectl as an
+operator would, fail the gate naming the cause: a NodePool at ``limits.cpu: "0"`` (its pods
+told so by Karpenter too), and an EC2NodeClass whose subnet selector matches nothing (a
+NodeClaim of it is not launched).
 
 One twin for the module; each fault is put back after its row, so the rows are independent.
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +32,32 @@ spec:
   amiSelectorTerms: [{alias: al2023@latest}]
   subnetSelectorTerms: [{tags: {karpenter.sh/discovery: no-such-cluster}}]
   securityGroupSelectorTerms: [{tags: {karpenter.sh/discovery: clustergate-twin}}]
+"""
+
+
+#: Asks for more CPU than the twin's two nodes have free: only a new node would hold it.
+BIG_POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: karpenter-big
+  namespace: default
+spec:
+  containers:
+  - name: pause
+    image: registry.k8s.io/pause:3.9
+    resources: {requests: {cpu: 1900m}}
+"""
+CLAIM = """\
+apiVersion: karpenter.sh/v1
+kind: NodeClaim
+metadata:
+  name: by-hand
+  labels: {karpenter.sh/nodepool: default}
+spec:
+  nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: nowhere}
+  requirements:
+  - {key: node.kubernetes.io/instance-type, operator: In, values: [m5.large]}
 """
 
 
@@ -58,6 +88,30 @@ def _wait_ready(twin: RunningTwin, kind: str, name: str, status: str) -> None:
     _kubectl(twin, "wait", f"{kind}/{name}", f"--for=condition=Ready={status}", "--timeout=30s")
 
 
+def _event(twin: RunningTwin, kind: str, name: str, reason: str, component: str) -> dict:
+    """The event ``reason`` from ``component`` about an object, awaited for up to 30 s."""
+    deadline = time.monotonic() + 30
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        listed = json.loads(
+            _kubectl(
+                twin,
+                "get",
+                "events",
+                "-A",
+                "-o",
+                "json",
+                f"--field-selector=involvedObject.name={name},reason={reason}",
+            )
+        )["items"]
+        mine = [e for e in listed if (e.get("source") or {}).get("component") == component]
+        if mine:
+            return dict(mine[0])
+        seen = [f"{e.get('source')}: {e.get('message')}" for e in listed]
+        time.sleep(1)
+    raise AssertionError(f"no {reason} event from {component} about {kind} {name}; saw {seen}")
+
+
 def _failures(twin: RunningTwin) -> dict[str, str]:
     """The gate's autoscaler checks that failed, by name, with their messages."""
     done = twin.pytest(*GATE, timeout=180)
@@ -71,13 +125,20 @@ def _failures(twin: RunningTwin) -> dict[str, str]:
     return failed
 
 
-def test_the_autoscaler_gate_passes_on_a_karpenter_twin(karpenter_twin: RunningTwin) -> None:
+def test_the_autoscaler_suite_passes_on_a_karpenter_twin(karpenter_twin: RunningTwin) -> None:
     listed = _kubectl(karpenter_twin, "get", "nodepools,ec2nodeclasses", "-o", "name")
     assert "nodepool.karpenter.sh/default" in listed
     assert "ec2nodeclass.karpenter.k8s.aws/default" in listed
-    done = karpenter_twin.pytest(*GATE, "-rA", timeout=180)
+    done = karpenter_twin.pytest("-m", "autoscaler", "-p", "no:cacheprovider", "-rA", timeout=300)
     assert done.returncode == 0, done.stdout[-4000:]
     assert f"PASSED suites/autoscaler/test_autoscaler_ready.py::{READY_CHECK}" in done.stdout
+    assert (
+        "PASSED suites/autoscaler/test_autoscaler_scaling.py::"
+        "test_pending_pods_get_new_nodes_and_idle_nodes_go_in_time"
+    ) in done.stdout
+    log = (karpenter_twin.state_dir / "twin.log").read_text()
+    assert "karpenter: created nodeclaim default-" in log
+    assert "karpenter: consolidated nodeclaim default-" in log
 
 
 def test_a_nodepool_at_limits_cpu_zero_fails_the_gate_naming_it(
@@ -87,7 +148,14 @@ def test_a_nodepool_at_limits_cpu_zero_fails_the_gate_naming_it(
     _kubectl(karpenter_twin, "patch", "nodepool", "default", "--type=merge", "-p", patch % "0")
     try:
         failed = _failures(karpenter_twin)
+        _kubectl(karpenter_twin, "apply", "-f", "-", stdin=BIG_POD)
+        event = _event(karpenter_twin, "pod", "karpenter-big", "FailedScheduling", "karpenter")
+        assert event["message"] == (
+            "Failed to schedule pod, all available instance types exceed limits for "
+            'nodepool: "default"'
+        )
     finally:
+        _kubectl(karpenter_twin, "delete", "pod", "karpenter-big", "--ignore-not-found", "--wait")
         _kubectl(
             karpenter_twin, "patch", "nodepool", "default", "--type=merge", "-p", patch % "1000"
         )
@@ -105,7 +173,16 @@ def test_a_node_class_whose_subnets_match_nothing_fails_the_gate_naming_it(
         _wait_ready(karpenter_twin, "ec2nodeclass", "nowhere", "False")
         _wait_ready(karpenter_twin, "nodepool", "default", "False")
         failed = _failures(karpenter_twin)
+        _kubectl(karpenter_twin, "apply", "-f", "-", stdin=CLAIM)
+        _kubectl(
+            karpenter_twin,
+            "wait",
+            "nodeclaim/by-hand",
+            "--for=jsonpath={.status.conditions[?(@.type=='Launched')].reason}=NodeClassNotReady",
+            "--timeout=30s",
+        )
     finally:
+        _kubectl(karpenter_twin, "delete", "nodeclaim", "by-hand", "--ignore-not-found")
         _kubectl(
             karpenter_twin, "patch", "nodepool", "default", "--type=merge", "-p", ref % "default"
         )

@@ -31,6 +31,8 @@ class InstanceSpec:
     taints: tuple[dict[str, str], ...] = ()
     #: Set by a fault (upgrade-stuck): the kubelet registers but never becomes Ready.
     never_ready: bool = False
+    #: The AMI of an instance launched outside a node group (node groups label theirs).
+    image_id: str = ""
 
 
 class NodeLauncher(Protocol):

@@ -36,7 +36,12 @@ def test_pending_pods_get_new_nodes_and_idle_nodes_go_in_time(
     if section.kind == "none":
         pytest.skip("autoscaler.kind is 'none'")
     timeouts = cluster_config.timeouts
-    groups = {group.name for group in cluster_config.node_groups}
+    # Karpenter adds nodes of its NodePools, not of the configured node groups.
+    groups = (
+        {group.name for group in cluster_config.node_groups}
+        if section.kind == "cluster-autoscaler"
+        else set()
+    )
     core = cluster.core()
     nodes = list_all(core.list_node)
     original = {node.metadata.name for node in nodes}
@@ -91,9 +96,10 @@ def test_pending_pods_get_new_nodes_and_idle_nodes_go_in_time(
                 f"all {plan.replicas} pause pods run but no node was added ({plan.describe()}): "
                 "free capacity was larger than computed, or another workload left"
             )
-            assert any(e.reason == "TriggeredScaleUp" for e in events), (
+            triggered = autoscaling.TRIGGERED[section.kind]
+            assert any(e.reason == triggered for e in events), (
                 f"nodes {', '.join(n.metadata.name for n in added)} were added but no pod has a "
-                f"TriggeredScaleUp event: {autoscaling.describe_events(events)}"
+                f"{triggered} event: {autoscaling.describe_events(events)}"
             )
             strays = [
                 f"{n.metadata.name} ({autoscaling.node_group_of(n) or 'no node-group label'})"

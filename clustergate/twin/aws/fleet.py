@@ -21,6 +21,7 @@ from typing import Any
 from clustergate.twin.autoscaler.scaledown import SCALE_DOWN_DISABLED
 from clustergate.twin.aws.images import ImageCatalog
 from clustergate.twin.aws.imds import Credentials, InstanceIdentity, InstanceMetadataService
+from clustergate.twin.aws.instance_types import BY_NAME
 from clustergate.twin.aws.moto_clients import MotoClients
 from clustergate.twin.aws.provision import GroupPlan, Provisioned
 from clustergate.twin.aws.releases import kubelet_version
@@ -32,6 +33,10 @@ from clustergate.twin.settings import ACCOUNT_ID, TwinSettings
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
+#: Tags Karpenter puts on the instances it launches.
+NODECLAIM_TAG = "karpenter.sh/nodeclaim"
+NODEPOOL_TAG = "karpenter.sh/nodepool"
+NODECLASS_TAG = "karpenter.k8s.aws/ec2nodeclass"
 _LIVE_STATES = frozenset({"Pending", "Pending:Wait", "Pending:Proceed", "InService"})
 _TAINT_EFFECTS = {
     "NO_SCHEDULE": "NoSchedule",
@@ -43,9 +48,13 @@ _TAINT_EFFECTS = {
 @dataclass(frozen=True)
 class _Wanted:
     instance_id: str
-    group: GroupPlan
+    #: None for an instance launched outside the node groups (Karpenter's RunInstances).
+    group: GroupPlan | None
     zone: str
     launch_template_version: str
+    instance_type: str = ""
+    image_id: str = ""
+    tags: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -163,6 +172,27 @@ class Fleet:
                     zone=instance["AvailabilityZone"],
                     launch_template_version=str(template.get("Version", "1")),
                 )
+        wanted.update(self._launched_by_karpenter())
+        return wanted
+
+    def _launched_by_karpenter(self) -> dict[str, _Wanted]:
+        """Instances Karpenter launched (tagged with their NodeClaim), pending or running."""
+        filters = [
+            {"Name": "tag-key", "Values": [NODECLAIM_TAG]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+        ]
+        wanted: dict[str, _Wanted] = {}
+        for reservation in self._moto.ec2.describe_instances(Filters=filters)["Reservations"]:
+            for instance in reservation["Instances"]:
+                wanted[instance["InstanceId"]] = _Wanted(
+                    instance_id=instance["InstanceId"],
+                    group=None,
+                    zone=instance["Placement"]["AvailabilityZone"],
+                    launch_template_version="",
+                    instance_type=instance["InstanceType"],
+                    image_id=instance["ImageId"],
+                    tags=tuple(sorted((t["Key"], t["Value"]) for t in instance.get("Tags", []))),
+                )
         return wanted
 
     def _sync_scaling(self, groups: list[dict[str, Any]]) -> bool:
@@ -201,6 +231,8 @@ class Fleet:
 
     async def _plan(self, wanted: _Wanted) -> InstanceSpec:
         plan = wanted.group
+        if plan is None:
+            return self._plan_launched(wanted)
         shape = plan.shape
         hop_limit, image_id, nodegroup = await asyncio.to_thread(
             self._describe, plan, wanted.launch_template_version
@@ -253,6 +285,40 @@ class Fleet:
             in self._never_ready,
         )
 
+    def _plan_launched(self, wanted: _Wanted) -> InstanceSpec:
+        """A Karpenter instance: sized by its type, labelled and tainted from its NodeClaim's
+        tags (the twin's stand-in for the user data Karpenter writes)."""
+        net = self._settings.network
+        ip = net.node_ip(self._next_index)
+        self._next_index += 1
+        kind = BY_NAME.get(wanted.instance_type, BY_NAME["m5.large"])
+        release = self._images.release_of(wanted.image_id) or ""
+        tags = dict(wanted.tags)
+        labels = {
+            "karpenter.sh/nodepool": tags.get(NODEPOOL_TAG, ""),
+            "karpenter.sh/capacity-type": "on-demand",
+            "karpenter.k8s.aws/instance-category": kind.category,
+            "karpenter.k8s.aws/instance-family": kind.family,
+            "karpenter.k8s.aws/ec2nodeclass": tags.get(NODECLASS_TAG, ""),
+            "karpenter.sh/registered": "true",
+        }
+        return InstanceSpec(
+            instance_id=wanted.instance_id,
+            node_name=node_name(ip, net.region),
+            node_ip=ip,
+            nodegroup="",
+            zone=wanted.zone,
+            instance_type=kind.name,
+            kubelet_version=kubelet_version(release) if release else "",
+            release_version=release,
+            cpu_millis=kind.cpu_millis,
+            memory_mib=kind.memory_mib,
+            max_pods=kind.max_pods,
+            imds_hop_limit=1,
+            labels=labels,
+            image_id=wanted.image_id,
+        )
+
     def _describe(self, plan: GroupPlan, template_version: str) -> tuple[int, str, dict[str, Any]]:
         """(the launch template version's IMDS hop limit and image, the EKS node group as it
         is now)."""
@@ -279,7 +345,7 @@ class Fleet:
             InstanceIdentity(
                 instance_id=spec.instance_id,
                 instance_type=spec.instance_type,
-                ami_id=spec.labels["eks.amazonaws.com/nodegroup-image"],
+                ami_id=spec.image_id or spec.labels["eks.amazonaws.com/nodegroup-image"],
                 zone=spec.zone,
                 region=net.region,
                 account_id=ACCOUNT_ID,

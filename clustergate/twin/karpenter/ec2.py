@@ -59,6 +59,40 @@ class Ec2:
             instance_profile=self._instance_profile(spec),
         )
 
+    def launch(self, claim: str, pool: str, node_class: Obj, instance_type: str) -> Obj:
+        """RunInstances for one NodeClaim in the class's first subnet, with its security groups
+        and newest AMI, tagged as Karpenter tags its instances. The instance as EC2 returns it."""
+        status = node_class.get("status") or {}
+        subnet = status["subnets"][0]
+        tags = {
+            "karpenter.sh/nodeclaim": claim,
+            "karpenter.sh/nodepool": pool,
+            "karpenter.k8s.aws/ec2nodeclass": node_class["metadata"]["name"],
+            f"kubernetes.io/cluster/{self._cluster}": "owned",
+            "eks:eks-cluster-name": self._cluster,
+            "Name": f"{pool}/{claim}",
+            **((node_class.get("spec") or {}).get("tags") or {}),
+        }
+        reservation = self._ec2.run_instances(
+            ImageId=status["amis"][0]["id"],
+            InstanceType=instance_type,
+            MinCount=1,
+            MaxCount=1,
+            SubnetId=subnet["id"],
+            SecurityGroupIds=[group["id"] for group in status["securityGroups"]],
+            TagSpecifications=[
+                {
+                    "ResourceType": "instance",
+                    "Tags": [{"Key": k, "Value": v} for k, v in sorted(tags.items())],
+                }
+            ],
+        )
+        instance: Obj = reservation["Instances"][0]
+        return instance
+
+    def terminate(self, instance_id: str) -> None:
+        self._ec2.terminate_instances(InstanceIds=[instance_id])
+
     def _amis(self, terms: list[Obj]) -> list[Obj]:
         images: dict[str, Obj] = {}
         for term in terms:

@@ -95,7 +95,8 @@ def default_pool(settings: TwinSettings, node_role: str) -> list[tuple[str, Obj]
             "limits": {"cpu": "1000"},
             "disruption": {
                 "consolidationPolicy": "WhenEmptyOrUnderutilized",
-                "consolidateAfter": "1m",
+                # stands for the getting-started guide's 1m, as the twin's delays are short
+                "consolidateAfter": f"{max(1, round(settings.timings.scale_down_unneeded))}s",
             },
         },
     }

@@ -54,10 +54,11 @@ def node_labels(spec: InstanceSpec, settings: TwinSettings) -> dict[str, str]:
         "node.kubernetes.io/instance-type": spec.instance_type,
         "topology.kubernetes.io/region": region,
         "topology.kubernetes.io/zone": spec.zone,
-        "eks.amazonaws.com/nodegroup": spec.nodegroup,
-        "eks.amazonaws.com/nodegroup-image": ami_id(spec.release_version),
-        "eks.amazonaws.com/capacityType": "ON_DEMAND",
     }
+    if spec.nodegroup:  # a managed node group's node; Karpenter's carry its own labels
+        labels["eks.amazonaws.com/nodegroup"] = spec.nodegroup
+        labels["eks.amazonaws.com/nodegroup-image"] = ami_id(spec.release_version)
+        labels["eks.amazonaws.com/capacityType"] = "ON_DEMAND"
     labels.update(spec.labels)
     return labels
 
