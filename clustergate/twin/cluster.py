@@ -23,7 +23,6 @@ from typing import Any
 from clustergate.twin import manifests, outputs
 from clustergate.twin.addons import AddonRegistry
 from clustergate.twin.apiserver import ApiServer
-from clustergate.twin.apiserver.auth import PolicyRule
 from clustergate.twin.autoscaler import register_autoscaler_addon
 from clustergate.twin.aws import AwsSide
 from clustergate.twin.cloud import InstanceSpec, NodeLauncher
@@ -42,7 +41,23 @@ from clustergate.twin.traffic import TrafficSide
 
 log = logging.getLogger("clustergate.twin")
 PROBE_IMAGE = "ghcr.io/clustergate/clustergate-probe:0.1.0"
-VIEWER_RULE = PolicyRule(verbs=("get", "list", "watch"), api_groups=("*",), resources=("*",))
+RBAC = "/apis/rbac.authorization.k8s.io/v1"
+#: What the viewer context may do, bound to its user as an operator would bind it.
+VIEWER_ROLE = {
+    "metadata": {"name": outputs.VIEWER_CONTEXT},
+    "rules": [{"verbs": ["get", "list", "watch"], "apiGroups": ["*"], "resources": ["*"]}],
+}
+VIEWER_BINDING = {
+    "metadata": {"name": outputs.VIEWER_CONTEXT},
+    "roleRef": {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": outputs.VIEWER_CONTEXT,
+    },
+    "subjects": [
+        {"kind": "User", "name": outputs.VIEWER_CONTEXT, "apiGroup": "rbac.authorization.k8s.io"}
+    ],
+}
 
 
 class Twin:
@@ -78,7 +93,13 @@ class Twin:
         self._stops.append(self.api.stop)
         kubeconfig = state / "kubeconfig"
         viewer = secrets.token_urlsafe(24)
-        self.api.add_token(viewer, outputs.VIEWER_CONTEXT, [], [VIEWER_RULE])
+        self.api.add_token(viewer, outputs.VIEWER_CONTEXT, [])
+        admin = self.client()
+        try:
+            await admin.create(f"{RBAC}/clusterroles", VIEWER_ROLE)
+            await admin.create(f"{RBAC}/clusterrolebindings", VIEWER_BINDING)
+        finally:
+            await admin.close()
         outputs.write_kubeconfig(
             kubeconfig,
             self.api.url,

@@ -432,6 +432,94 @@ def access_reviews(wire: Wire) -> Observed:
     }
 
 
+RBAC = "/apis/rbac.authorization.k8s.io/v1"
+
+
+@case
+def role_with_resource_name(wire: Wire) -> Observed:
+    """A Role granting get on one ConfigMap by name, bound to the unprivileged user: the
+    request for that name passes, another name and a list are refused, and the self-reviews
+    answer from the same rules (SSRR's rules outside the core group are the version's own
+    bootstrap roles, so only the core-group rules are compared)."""
+    ns = namespace(wire, "corpus-rbac")
+    configmap(wire, ns, "allowed", key="value")
+    configmap(wire, ns, "other", key="value")
+    wire.send(
+        "POST",
+        f"{RBAC}/namespaces/{ns}/roles",
+        {
+            "metadata": {"name": "one-configmap"},
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["configmaps"],
+                    "resourceNames": ["allowed"],
+                    "verbs": ["get"],
+                }
+            ],
+        },
+    )
+    wire.send(
+        "POST",
+        f"{RBAC}/namespaces/{ns}/rolebindings",
+        {
+            "metadata": {"name": "nobody-reads-one"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "one-configmap",
+            },
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": UNPRIVILEGED}
+            ],
+        },
+    )
+
+    def review(attributes: dict[str, str], as_user: str | None = UNPRIVILEGED) -> Observed:
+        answer = wire.send(
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            {"spec": {"resourceAttributes": attributes}},
+            as_user=as_user,
+        )
+        return {"status": answer.status, "review": answer.field("status")}
+
+    def named(name: str, verb: str = "get") -> dict[str, str]:
+        return {"namespace": ns, "verb": verb, "resource": "configmaps", "name": name}
+
+    def rules(in_namespace: str) -> Observed:
+        answer = wire.send(
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+            {"spec": {"namespace": in_namespace}},
+            as_user=UNPRIVILEGED,
+        )
+        core = [
+            rule
+            for rule in answer.field("status", "resourceRules") or []
+            if rule.get("apiGroups") == [""]
+        ]
+        return {"status": answer.status, "core_rules": core}
+
+    allowed = wire.send("GET", f"/api/v1/namespaces/{ns}/configmaps/allowed", as_user=UNPRIVILEGED)
+    return {
+        "get_named": {"status": allowed.status, "data": allowed.field("data")},
+        "get_other": status_of(
+            wire.send("GET", f"/api/v1/namespaces/{ns}/configmaps/other", as_user=UNPRIVILEGED)
+        ),
+        "list": status_of(
+            wire.send("GET", f"/api/v1/namespaces/{ns}/configmaps", as_user=UNPRIVILEGED)
+        ),
+        "review_named": review(named("allowed")),
+        "review_other": review(named("other")),
+        "review_delete_named": review(named("allowed", "delete")),
+        # system:masters is allowed before RBAC is asked, so its answer names no binding.
+        "admin_review": review({"verb": "patch", "resource": "nodes"}, as_user=None),
+        "rules_here": rules(ns),
+        "rules_elsewhere": rules("default"),
+    }
+
+
 def _claims(token: str) -> dict[str, Any]:
     payload = token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))

@@ -20,13 +20,15 @@ import pytest
 import urllib3
 from kubernetes import client, watch
 
-from clustergate.twin.apiserver import ApiServer, PolicyRule
+from clustergate.twin.apiserver import ApiServer
 from clustergate.twin.apiserver.api_faults import ApiFaults
 from clustergate.twin.apiserver.registry import CONTINUE_EXPIRED, WATCH_EXPIRED
 from clustergate.twin.apiserver.resources import resource
 from clustergate.twin.kubelet_hub import KubeletHub
 from clustergate.twin.netmap import Netmap
 from clustergate.twin.settings import TwinSettings
+
+RBAC_GROUP = "rbac.authorization.k8s.io"
 
 ACCOUNTS = resource("", "v1", "serviceaccounts")
 
@@ -1019,14 +1021,35 @@ def test_unknown_token_is_unauthorized(twin: RunningServer) -> None:
 
 
 def test_access_reviews_and_forbidden(twin: RunningServer, ns: str) -> None:
-    twin.server.add_token(
-        "viewer-token",
-        "viewer",
-        ["viewers"],
-        [
-            PolicyRule(verbs=["get", "list"], api_groups=[""], resources=["pods"], namespaces=[ns]),
-            PolicyRule(verbs=["create"], api_groups=[""], resources=["pods/eviction"]),
-        ],
+    """Permissions come from Role/ClusterRole bindings in the store, as with RBAC."""
+    twin.server.add_token("viewer-token", "viewer", ["viewers"])
+    rbac = client.RbacAuthorizationV1Api(twin.api())
+    rbac.create_namespaced_role(
+        ns,
+        {
+            "metadata": {"name": "pod-reader"},
+            "rules": [{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]}],
+        },
+    )
+    rbac.create_namespaced_role_binding(
+        ns,
+        {
+            "metadata": {"name": "pod-reader"},
+            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": "pod-reader"},
+            "subjects": [{"kind": "User", "name": "viewer", "apiGroup": RBAC_GROUP}],
+        },
+    )
+    evictor = {
+        "metadata": {"name": f"evictor-{ns}"},
+        "rules": [{"verbs": ["create"], "apiGroups": [""], "resources": ["*/eviction"]}],
+    }
+    rbac.create_cluster_role(evictor)
+    rbac.create_cluster_role_binding(
+        {
+            "metadata": {"name": f"evictor-{ns}"},
+            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": f"evictor-{ns}"},
+            "subjects": [{"kind": "Group", "name": "viewers", "apiGroup": RBAC_GROUP}],
+        }
     )
     viewer = twin.api("viewer-token")
     authz = client.AuthorizationV1Api(viewer)
@@ -1043,8 +1066,8 @@ def test_access_reviews_and_forbidden(twin: RunningServer, ns: str) -> None:
             }
         }
         answer = authz.create_self_subject_access_review(review)
-        if not answer.status.allowed:
-            assert answer.status.reason
+        if answer.status.allowed:
+            assert answer.status.reason.startswith("RBAC: allowed by ")
         return answer.status.allowed
 
     assert can("list", "pods")
@@ -1074,7 +1097,11 @@ def test_access_reviews_and_forbidden(twin: RunningServer, ns: str) -> None:
         'cannot list resource "nodes" in API group "" at the cluster scope'
     )
     rules = authz.create_self_subject_rules_review({"spec": {"namespace": ns}})
-    assert {"pods"} <= {r for rule in rules.status.resource_rules for r in rule.resources}
+    assert {"pods", "*/eviction"} <= {
+        r for rule in rules.status.resource_rules for r in rule.resources
+    }
+    elsewhere = authz.create_self_subject_rules_review({"spec": {"namespace": "default"}})
+    assert "pods" not in {r for rule in elsewhere.status.resource_rules for r in rule.resources}
 
 
 def test_request_counts(twin: RunningServer, core: client.CoreV1Api) -> None:

@@ -48,7 +48,7 @@ def excused(path: str, out_of_scope: dict[str, str]) -> bool:
 @pytest.fixture(scope="module")
 def wire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wire]:
     running = RunningServer(tmp_path_factory.mktemp("corpus"))
-    running.server.add_token(NOBODY_TOKEN, UNPRIVILEGED, [], [])
+    running.server.add_token(NOBODY_TOKEN, UNPRIVILEGED, [])
 
     async def compact() -> None:
         running.server.registry.store.compact()

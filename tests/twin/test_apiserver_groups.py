@@ -170,7 +170,7 @@ def test_csr_approval_subresource(api: client.ApiClient) -> None:
 
 def test_self_subject_review(twin: RunningServer) -> None:
     token = "viewer-token"
-    twin.server.add_token(token, "viewer", ["viewers"], [])
+    twin.server.add_token(token, "viewer", ["viewers"])
     review = client.AuthenticationV1Api(twin.api(token)).create_self_subject_review({})
     assert review.status.user_info.username == "viewer"
     assert review.status.user_info.groups == ["viewers", "system:authenticated"]

@@ -1,6 +1,5 @@
-"""The twin's Kubernetes API server (see server.py); PolicyRule describes restricted tokens."""
+"""The twin's Kubernetes API server (see server.py)."""
 
-from clustergate.twin.apiserver.auth import PolicyRule
 from clustergate.twin.apiserver.server import ApiServer
 
-__all__ = ["ApiServer", "PolicyRule"]
+__all__ = ["ApiServer"]

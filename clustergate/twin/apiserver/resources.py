@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from clustergate.twin.apiserver.groups import GROUPS
+from clustergate.twin.apiserver.groups import GROUPS, rbac_authorization_k8s_io
 from clustergate.twin.apiserver.resource_type import (
     CRUD,
     STATUS_VERBS,
@@ -218,18 +218,13 @@ _FIRST_GROUPS: tuple[ResourceType, ...] = (
         False,
         verbs=("create",),
     ),
-    ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
-    ResourceType(
-        "rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False
-    ),
-    ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
-    ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
+    *rbac_authorization_k8s_io.GROUP.resources,
 )
 
 RESOURCES: tuple[ResourceType, ...] = _FIRST_GROUPS + tuple(
     rt for group in GROUPS for rt in group.resources
 )
-_GROUPS = {group.name: group for group in GROUPS}
+_GROUPS = {group.name: group for group in (*GROUPS, rbac_authorization_k8s_io.GROUP)}
 
 #: Resources that only answer POST and keep nothing (reviews).
 VIRTUAL = frozenset(

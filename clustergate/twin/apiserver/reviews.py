@@ -5,13 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from clustergate.twin.apiserver import errors
-from clustergate.twin.apiserver.auth import (
-    ADMIN_RULES,
-    Attributes,
-    Identity,
-    authorize,
-    denial,
-)
+from clustergate.twin.apiserver.auth import Attributes, Identity, authorize
+from clustergate.twin.apiserver.rbac import RbacAuthorizer
 
 Obj = dict[str, Any]
 
@@ -22,7 +17,8 @@ def _body(body: Any) -> Obj:
     return body
 
 
-def self_subject_access_review(identity: Identity, body: Any) -> Obj:
+def self_subject_access_review(rbac: RbacAuthorizer, identity: Identity, body: Any) -> Obj:
+    """Answered by the same authorizer chain as every request."""
     review = _body(body)
     spec = review.get("spec") or {}
     resource = spec.get("resourceAttributes")
@@ -46,15 +42,10 @@ def self_subject_access_review(identity: Identity, body: Any) -> Obj:
             'Invalid value: "null": exactly one of nonResourceAttributes or resourceAttributes '
             "must be specified",
         )
-    allowed = authorize(identity, attrs)
+    allowed, reason = authorize(rbac, identity, attrs)
     status: Obj = {"allowed": allowed}
-    if allowed and identity.is_admin:
-        status["reason"] = (
-            'RBAC: allowed by ClusterRoleBinding "cluster-admin" of ClusterRole "cluster-admin" '
-            'to Group "system:masters"'
-        )
-    elif not allowed:
-        status["reason"] = denial(identity, attrs)
+    if reason:
+        status["reason"] = reason
     return {
         "kind": "SelfSubjectAccessReview",
         "apiVersion": "authorization.k8s.io/v1",
@@ -64,35 +55,12 @@ def self_subject_access_review(identity: Identity, body: Any) -> Obj:
     }
 
 
-def self_subject_rules_review(identity: Identity, body: Any) -> Obj:
+def self_subject_rules_review(rbac: RbacAuthorizer, identity: Identity, body: Any) -> Obj:
+    """The rules RBAC binds to the caller in the namespace; system:masters gets them from its
+    cluster-admin binding, as from the real server."""
     review = _body(body)
     namespace = (review.get("spec") or {}).get("namespace", "")
-    rules = ADMIN_RULES if identity.is_admin else identity.rules
-    resource_rules = [
-        rule.as_resource_rule()
-        for rule in rules
-        if rule.resources and (not rule.namespaces or namespace in rule.namespaces)
-    ]
-    resource_rules.append(
-        {
-            "verbs": ["create"],
-            "apiGroups": ["authorization.k8s.io"],
-            "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
-        }
-    )
-    non_resource_rules = [
-        {"verbs": list(rule.verbs), "nonResourceURLs": list(rule.non_resource_urls)}
-        for rule in rules
-        if rule.non_resource_urls
-    ]
-    if identity.is_admin:
-        non_resource_rules.append({"verbs": ["*"], "nonResourceURLs": ["*"]})
-    non_resource_rules.append(
-        {
-            "verbs": ["get"],
-            "nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/version"],
-        }
-    )
+    resource_rules, non_resource_rules = rbac.rules_for(identity, namespace)
     return {
         "kind": "SelfSubjectRulesReview",
         "apiVersion": "authorization.k8s.io/v1",

@@ -36,7 +36,6 @@ from clustergate.twin.apiserver.auth import (
     ANONYMOUS,
     Attributes,
     Identity,
-    PolicyRule,
     authorize,
     denial,
 )
@@ -45,6 +44,7 @@ from clustergate.twin.apiserver.json_path import set_at, value_at
 from clustergate.twin.apiserver.patches import APPLY_PATCH, apply_patch
 from clustergate.twin.apiserver.paths import ResourcePath, parse_resource, split_group_version
 from clustergate.twin.apiserver.pod_streams import exec_in_pod, stream_logs
+from clustergate.twin.apiserver.rbac import RbacAuthorizer
 from clustergate.twin.apiserver.registry import (
     WATCH_EXPIRED,
     DeleteOptions,
@@ -112,6 +112,7 @@ class ApiServer:
         self.store = Store(watch_history)
         self.registry = Registry(self.store, settings)
         self.admission = admission.Admission(self.store, netmap)
+        self.rbac = RbacAuthorizer(self.store)
         self.issuer_keys = Issuer(settings.network.region)
         self.admin_token = secrets.token_urlsafe(32)
         #: Cluster-admin too, for the twin's own components (controllers, kubelets): requests
@@ -139,9 +140,11 @@ class ApiServer:
     def issuer(self) -> str:
         return self.issuer_keys.url
 
-    def add_token(self, token: str, user: str, groups: list[str], rules: list[PolicyRule]) -> None:
+    def add_token(self, token: str, user: str, groups: list[str]) -> None:
+        """A static token (as --token-auth-file gives one); what it may do is what the RBAC
+        objects bind to ``user`` or its groups."""
         all_groups = tuple(dict.fromkeys([*groups, "system:authenticated"]))
-        self._identities[token] = Identity(user, all_groups, tuple(rules))
+        self._identities[token] = Identity(user, all_groups)
 
     def request_counts(self) -> dict[tuple[str, str], int]:
         return dict(self._counts)
@@ -272,7 +275,7 @@ class ApiServer:
                 raise errors.path_not_found()
             return await self._resource_request(request, identity, target)
         verb = request.method.lower()
-        if not authorize(identity, Attributes(verb=verb, path=path)):
+        if not authorize(self.rbac, identity, Attributes(verb=verb, path=path))[0]:
             raise ApiError(
                 403,
                 "Forbidden",
@@ -370,7 +373,7 @@ class ApiServer:
             namespace=target.namespace,
             name=target.name,
         )
-        if not authorize(identity, attrs):
+        if not authorize(self.rbac, identity, attrs)[0]:
             raise errors.forbidden(
                 rt.qualified, target.name, rt.group, rt.plural, denial(identity, attrs)
             )
@@ -804,9 +807,9 @@ class ApiServer:
             name = ((body or {}).get("metadata") or {}).get("name", "")
             return json_response(self._bind(target.namespace, name, body), 201)
         if plural == "selfsubjectaccessreviews":
-            return json_response(reviews.self_subject_access_review(identity, body), 201)
+            return json_response(reviews.self_subject_access_review(self.rbac, identity, body), 201)
         if plural == "selfsubjectrulesreviews":
-            return json_response(reviews.self_subject_rules_review(identity, body), 201)
+            return json_response(reviews.self_subject_rules_review(self.rbac, identity, body), 201)
         if plural == "selfsubjectreviews":
             return json_response(reviews.self_subject_review(identity), 201)
         token = ((body or {}).get("spec") or {}).get("token", "")

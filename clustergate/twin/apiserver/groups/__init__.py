@@ -1,5 +1,6 @@
 """The API groups served beyond the twin's first ones (core, apps, batch, policy,
-coordination, events, RBAC and the reviews, which resources.py lists): one module per group,
+coordination, events and the reviews, which resources.py lists; RBAC keeps its place in that
+list but has its room here for its bootstrap policy): one module per group,
 named as upstream names the group, each defining ``GROUP``.
 
 A new group adds its module and one line to :data:`GROUPS`; discovery, OpenAPI, the REST
