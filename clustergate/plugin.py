@@ -152,6 +152,12 @@ _RUN = pytest.StashKey[runctx.RunContext]()
 _HEARTBEAT = pytest.StashKey[heartbeat.Heartbeat]()
 
 
+def _say(config: pytest.Config, line: str) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
+
+
 def _connect(config: pytest.Config) -> tuple[Cluster, ClusterConfig]:
     target = config.stash[_TARGET]
     try:
@@ -198,8 +204,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     disruptive = disruption_allowed(markexpr, config.getoption("allow_disruptive"))
     try:
         version = preflight.check_cluster(
-            cluster, preflight.required_permissions(suites, disruptive, config.getoption("sweep"))
+            cluster,
+            preflight.required_permissions(
+                suites,
+                disruptive,
+                config.getoption("sweep"),
+                [mapping.namespace for mapping in cluster_config.irsa.mappings],
+                cluster_config.runs.heartbeat_namespace,
+            ),
         )
+        proof = None if disruptive else preflight.prove_read_only(cluster)
         caller = ""
         if preflight.AWS_SUITES.intersection(suites) or config.getoption("sweep"):
             caller = preflight.check_aws(
@@ -246,8 +260,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         "run_id": target.run_id,
         "suites": suites,
         "disruptive_allowed": disruptive,
+        "roles_needed": preflight.profile_roles(disruptive),
+        "gate_read_only": None if proof is None else proof.describe(),
         "aws_caller": caller,
     }
+    if proof is not None:
+        _say(config, f"clustergate preflight: {proof.describe()}")
     reports = Path(config.getoption("reports_dir"))
     history = settings_from_config(cluster_config.reports, reports, config.getoption("history_dir"))
     redactor = Redactor(known_secrets(cluster.api.configuration))

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from clustergate import shutdown
+from clustergate import access, shutdown
 from clustergate.kube import Cluster
 
 log = logging.getLogger("clustergate.run")
@@ -228,12 +228,14 @@ class _Undo:
 
 
 def create_namespace(cluster: Cluster, name: str, labels: dict[str, str]) -> None:
+    """The run's namespace, where a gate identity then binds itself clustergate-run."""
     body = client.V1Namespace(
         metadata=client.V1ObjectMeta(
             name=name, labels=labels, annotations={CREATED_AT: datetime.now(UTC).isoformat()}
         )
     )
     cluster.core().create_namespace(body)
+    access.bind_run_role(cluster, name, labels)
 
 
 def keep_namespace(cluster: Cluster, name: str, checks: list[str]) -> None:

@@ -221,8 +221,12 @@ def test_a_token_without_the_permissions_is_told_once_naming_each_missing_verb(
     assert_told_once(
         ran,
         "lack",
-        "create namespaces (core)",
-        "create pods (core)",
+        "this profile needs clustergate-gate",
+        "ClusterRole clustergate-gate grants create namespaces (core)",
+        "create rolebindings (rbac.authorization.k8s.io)",
+        "bind clusterroles/clustergate-run (rbac.authorization.k8s.io)",
+        "Role clustergate-gate-heartbeat in kube-system grants create leases "
+        "(coordination.k8s.io) in namespace kube-system",
         "Apply deploy/rbac.yaml",
     )
     assert "list pods (core)" not in ran.stdout + ran.stderr

@@ -2,7 +2,9 @@
 
 ``up`` starts the twin as a background process and returns once it is ready, printing where
 its kubeconfig, AWS settings and cluster config are; ``down`` stops it; ``run`` runs it in the
-foreground (what ``up`` starts). Everything it writes goes to ``--state-dir``.
+foreground (what ``up`` starts); ``kubeconfig --as-role ROLE`` writes a kubeconfig for the
+ServiceAccount bound to that ClusterRole (deploy/rbac.yaml applied with kubectl). Everything
+it writes goes to ``--state-dir``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
             help="what scales the nodes: cluster-autoscaler on the node groups' ASGs, or "
             "Karpenter (NodePool/EC2NodeClass CRDs, a default pool, the controller)",
         )
+    kubeconfig = commands.add_parser(
+        "kubeconfig", help="write a kubeconfig for the ServiceAccount bound to a ClusterRole"
+    )
+    kubeconfig.add_argument("--state-dir", required=True)
+    kubeconfig.add_argument("--as-role", required=True, metavar="CLUSTERROLE")
+    kubeconfig.add_argument("--output", required=True)
+    kubeconfig.add_argument("--duration", type=int, default=3600, help="token lifetime, seconds")
     down = commands.add_parser("down")
     down.add_argument("--state-dir", required=True)
     commands.add_parser("faults", help="list the named faults")
@@ -157,6 +166,20 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kubeconfig(args: argparse.Namespace) -> int:
+    from clustergate.twin.role_tokens import NoBindingError, write_role_kubeconfig
+
+    try:
+        who = write_role_kubeconfig(
+            Path(args.state_dir), args.as_role, Path(args.output), args.duration
+        )
+    except NoBindingError as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(f"{args.output}: context {args.as_role}, authenticated as {who}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -166,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "down":
             return _down(args)
+        if args.command == "kubeconfig":
+            return _kubeconfig(args)
         return _up(args) if args.command == "up" else _run(args)
     except UnknownFaultError as error:
         print(error, file=sys.stderr)
