@@ -433,6 +433,7 @@ def access_reviews(wire: Wire) -> Observed:
 
 
 RBAC = "/apis/rbac.authorization.k8s.io/v1"
+GROUP = "rbac.authorization.k8s.io"
 
 
 @case
@@ -517,6 +518,72 @@ def role_with_resource_name(wire: Wire) -> Observed:
         "admin_review": review({"verb": "patch", "resource": "nodes"}, as_user=None),
         "rules_here": rules(ns),
         "rules_elsewhere": rules("default"),
+    }
+
+
+@case
+def binding_escalation(wire: Wire) -> Observed:
+    """RBAC's escalation check: the unprivileged user, allowed to create RoleBindings and to
+    ``bind`` one ClusterRole, binds that one; binding another whose rules it does not hold is
+    refused with the rules it lacks; and it cannot write a Role granting more than it holds."""
+    ns = namespace(wire, "corpus-escalation")
+
+    def cluster_role(name: str, rules: list[dict[str, Any]]) -> None:
+        wire.send("POST", f"{RBAC}/clusterroles", {"metadata": {"name": name}, "rules": rules})
+
+    cluster_role("corpus-bindable", [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}])
+    cluster_role(
+        "corpus-powerful",
+        [
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]},
+            {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["patch"]},
+        ],
+    )
+    cluster_role(
+        "corpus-binder",
+        [
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings", "roles"],
+             "verbs": ["create"]},
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],
+             "verbs": ["bind"], "resourceNames": ["corpus-bindable"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},
+        ],
+    )  # fmt: skip
+    wire.send(
+        "POST",
+        f"{RBAC}/namespaces/{ns}/rolebindings",
+        {
+            "metadata": {"name": "nobody-binds"},
+            "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": "corpus-binder"},
+            "subjects": [{"apiGroup": GROUP, "kind": "User", "name": UNPRIVILEGED}],
+        },
+    )
+
+    def bind(name: str, role: str) -> Answer:
+        return wire.send(
+            "POST",
+            f"{RBAC}/namespaces/{ns}/rolebindings",
+            {
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": role},
+                "subjects": [{"apiGroup": GROUP, "kind": "User", "name": "someone"}],
+            },
+            as_user=UNPRIVILEGED,
+        )
+
+    def role(name: str, rules: list[dict[str, Any]]) -> Answer:
+        body = {"metadata": {"name": name}, "rules": rules}
+        return wire.send("POST", f"{RBAC}/namespaces/{ns}/roles", body, as_user=UNPRIVILEGED)
+
+    allowed = bind("binds-bindable", "corpus-bindable")
+    held = role("held", [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}])
+    return {
+        "bind_allowed": {"status": allowed.status, "role": allowed.field("roleRef", "name")},
+        "bind_escalating": status_of(bind("binds-powerful", "corpus-powerful")),
+        "role_held": {"status": held.status},
+        "role_escalating": status_of(
+            role("more", [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["delete"]}])
+        ),
     }
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from clustergate.twin.apiserver.auth import Attributes, Identity
 from clustergate.twin.apiserver.groups import rbac_authorization_k8s_io as bootstrap
-from clustergate.twin.apiserver.rbac import RbacAuthorizer, rule_allows
+from clustergate.twin.apiserver.rbac import RbacAuthorizer, breakdown, rule_allows, rule_covers
 from clustergate.twin.apiserver.registry import Registry
 from clustergate.twin.apiserver.resources import resource
 from clustergate.twin.apiserver.store import Store
@@ -121,3 +121,21 @@ def test_every_bootstrap_binding_names_a_bootstrap_role() -> None:
     }
     assert bound <= roles
     assert resource("rbac.authorization.k8s.io", "v1", "clusterroles").group == bootstrap.GROUP_NAME
+
+
+#: (owner's rule, wanted rule, covered): validation.Covers, one broken-down rule at a time.
+COVERS_TABLE: list[tuple[dict[str, Any], dict[str, Any], bool]] = [
+    (rule("get list", "pods"), rule("get", "pods"), True),
+    (rule("get", "pods"), rule("get list", "pods"), False),
+    (rule("*", "*", "*"), rule("delete", "nodes"), True),
+    (rule("get", "*/scale", "apps"), rule("get", "deployments/scale", "apps"), True),
+    (rule("get", "pods"), rule("get", "pods/log"), False),
+    (rule("get", "pods", resourceNames=["x"]), rule("get", "pods"), False),
+    (rule("get", "pods"), rule("get", "pods", resourceNames=["x"]), True),
+    (rule("get", nonResourceURLs=["/api/*"]), rule("get", nonResourceURLs=["/api/v1"]), True),
+]
+
+
+@pytest.mark.parametrize(("owner", "wanted", "covered"), COVERS_TABLE)
+def test_escalation_coverage(owner: dict[str, Any], wanted: dict[str, Any], covered: bool) -> None:
+    assert all(rule_covers(owner, piece) for piece in breakdown(wanted)) is covered

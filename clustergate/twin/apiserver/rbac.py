@@ -7,10 +7,14 @@ in the reason ("RBAC: allowed by ..."). A denial has no reason of its own: the 4
 the request's attributes (auth.denial). Rules match as rbacv1helpers matches them: ``*`` for
 verbs, groups and resources, ``*/sub`` for a subresource of any resource, resourceNames only
 narrowing, and nonResourceURLs exact or by a trailing ``*`` prefix (only from cluster roles).
+
+EscalationCheck is the RBAC registry's own guard on writes of roles and bindings: nobody grants
+through RBAC what they do not hold, unless they may ``escalate`` (roles) or ``bind`` (bindings).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -91,7 +95,7 @@ class RbacAuthorizer:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def _role_rules(self, ref: Obj, namespace: str) -> list[Obj]:
+    def role_rules(self, ref: Obj, namespace: str) -> list[Obj]:
         if ref.get("kind") == "ClusterRole":
             role = self.store.get(CLUSTER_ROLES, "", ref.get("name", ""))
         elif ref.get("kind") == "Role" and namespace:
@@ -121,7 +125,7 @@ class RbacAuthorizer:
                     f'{kind} "{name}" of {ref.get("kind")} "{ref.get("name")}" to '
                     f"{_describe_subject(subject, bound_in)}"
                 )
-                for rule in self._role_rules(ref, bound_in):
+                for rule in self.role_rules(ref, bound_in):
                     yield Grant(source, rule)
 
     def decide(self, identity: Identity, attrs: Attributes) -> tuple[bool, str]:
@@ -152,3 +156,118 @@ class RbacAuthorizer:
                     entry["resourceNames"] = list(rule["resourceNames"])
                 resource_rules.append(entry)
         return resource_rules, non_resource_rules
+
+
+# ---- escalation prevention (pkg/registry/rbac: policybased storage, validation.Covers)
+
+#: The role kinds a binding's roleRef names, by the resource that stores them.
+ROLE_RESOURCES = {"Role": "roles", "ClusterRole": "clusterroles"}
+
+
+def breakdown(rule: Obj) -> Iterator[Obj]:
+    """BreakdownRule: one rule per group, resource, verb and name (or URL and verb)."""
+    for group in rule.get("apiGroups") or []:
+        for resource in rule.get("resources") or []:
+            for verb in rule.get("verbs") or []:
+                for name in rule.get("resourceNames") or [None]:
+                    piece: Obj = {"apiGroups": [group], "resources": [resource], "verbs": [verb]}
+                    if name is not None:
+                        piece["resourceNames"] = [name]
+                    yield piece
+    for url in rule.get("nonResourceURLs") or []:
+        for verb in rule.get("verbs") or []:
+            yield {"nonResourceURLs": [url], "verbs": [verb]}
+
+
+def _resource_covers(owned: list[str], wanted: str) -> bool:
+    if "*" in owned or wanted in owned:
+        return True
+    sub = wanted.partition("/")[2]
+    return bool(sub) and f"*/{sub}" in owned
+
+
+def rule_covers(owner: Obj, piece: Obj) -> bool:
+    """ruleCovers: ``owner`` grants everything ``piece`` (one broken-down rule) grants."""
+    if not ("*" in owner.get("verbs", []) or piece["verbs"][0] in owner.get("verbs", [])):
+        return False
+    if "nonResourceURLs" in piece:
+        return _url_matches(owner.get("nonResourceURLs") or [], piece["nonResourceURLs"][0])
+    groups = owner.get("apiGroups") or []
+    if not ("*" in groups or piece["apiGroups"][0] in groups):
+        return False
+    if not _resource_covers(owner.get("resources") or [], piece["resources"][0]):
+        return False
+    names = owner.get("resourceNames") or []
+    return not names or piece.get("resourceNames", [None])[0] in names
+
+
+def _compact_string(rule: Obj) -> str:
+    """rbacv1helpers.CompactString: Go's %q of each list, space-separated."""
+    parts = []
+    for key, label in (
+        ("apiGroups", "APIGroups"),
+        ("resources", "Resources"),
+        ("nonResourceURLs", "NonResourceURLs"),
+        ("resourceNames", "ResourceNames"),
+        ("verbs", "Verbs"),
+    ):
+        if rule.get(key):
+            parts.append(f"{label}:[{' '.join(json.dumps(v) for v in rule[key])}]")
+    return "{" + ", ".join(parts) + "}"
+
+
+def _compact(rules: list[Obj]) -> list[Obj]:
+    """CompactRules: rules of one group, one resource and at most one name merge their verbs."""
+    merged: dict[tuple[str, str, str], Obj] = {}
+    out: list[Obj] = []
+    for rule in rules:
+        if "nonResourceURLs" in rule:
+            out.append(rule)
+            continue
+        key = (rule["apiGroups"][0], rule["resources"][0], *(rule.get("resourceNames") or [""]))
+        if key in merged:
+            merged[key]["verbs"] = [*merged[key]["verbs"], *rule["verbs"]]
+        else:
+            merged[key] = dict(rule)
+    return out + list(merged.values())
+
+
+class EscalationCheck:
+    """Who may write a role or a binding: system:masters; whoever holds ``escalate`` on the
+    role (``bind`` on the referenced role, for a binding); else only someone who already holds
+    every permission it grants (ConfirmNoEscalation)."""
+
+    def __init__(self, authorizer: RbacAuthorizer) -> None:
+        self.authorizer = authorizer
+
+    def refusal(self, identity: Identity, plural: str, namespace: str, obj: Obj) -> str | None:
+        """None when the write may go on; else the reason of its 403."""
+        rbac = self.authorizer
+        if plural in ("roles", "clusterroles"):
+            name = (obj.get("metadata") or {}).get("name", "")
+            escalate = Attributes("escalate", GROUP, plural, "", namespace, name)
+            if rbac.decide(identity, escalate)[0]:
+                return None
+            granted = list(obj.get("rules") or [])
+        else:
+            ref = obj.get("roleRef") or {}
+            resource = ROLE_RESOURCES.get(ref.get("kind", ""), "")
+            bind = Attributes("bind", GROUP, resource, "", namespace, ref.get("name", ""))
+            if resource and rbac.decide(identity, bind)[0]:
+                return None
+            granted = rbac.role_rules(ref, namespace)
+        owned = [grant.rule for grant in rbac.grants(identity, namespace)]
+        missing = [
+            piece
+            for rule in granted
+            for piece in breakdown(rule)
+            if not any(rule_covers(owner, piece) for owner in owned)
+        ]
+        if not missing:
+            return None
+        lines = sorted({_compact_string(rule) for rule in _compact(missing)})
+        groups = "[" + " ".join(json.dumps(group) for group in identity.groups) + "]"
+        return (
+            f'user "{identity.user}" (groups={groups}) is attempting to grant RBAC permissions '
+            "not currently held:\n" + "\n".join(lines)
+        )

@@ -44,7 +44,8 @@ from clustergate.twin.apiserver.json_path import set_at, value_at
 from clustergate.twin.apiserver.patches import APPLY_PATCH, apply_patch
 from clustergate.twin.apiserver.paths import ResourcePath, parse_resource, split_group_version
 from clustergate.twin.apiserver.pod_streams import exec_in_pod, stream_logs
-from clustergate.twin.apiserver.rbac import RbacAuthorizer
+from clustergate.twin.apiserver.rbac import GROUP as RBAC_GROUP
+from clustergate.twin.apiserver.rbac import EscalationCheck, RbacAuthorizer
 from clustergate.twin.apiserver.registry import (
     WATCH_EXPIRED,
     DeleteOptions,
@@ -113,6 +114,7 @@ class ApiServer:
         self.registry = Registry(self.store, settings)
         self.admission = admission.Admission(self.store, netmap)
         self.rbac = RbacAuthorizer(self.store)
+        self.escalation = EscalationCheck(self.rbac)
         self.issuer_keys = Issuer(settings.network.region)
         self.admin_token = secrets.token_urlsafe(32)
         #: Cluster-admin too, for the twin's own components (controllers, kubelets): requests
@@ -473,6 +475,11 @@ class ApiServer:
         elif review.obj is not None and rt.group != "events.k8s.io":
             # The webhooks saw the object as served; it is kept in the version it is stored in.
             write.obj = {**review.obj, "apiVersion": write.obj.get("apiVersion")}
+        if rt.group == RBAC_GROUP and not identity.is_admin:
+            refusal = self.escalation.refusal(identity, rt.plural, write.namespace, write.obj)
+            if refusal is not None:
+                name = meta.get("name") or ""
+                raise errors.forbidden(rt.qualified, name, rt.group, rt.plural, refusal)
         self.registry.check(write)
         await self.admission.validate(review)
         return self.registry.commit(write, checked=True)
