@@ -13,6 +13,7 @@ from clustergate.twin.apiserver.rbac import RbacAuthorizer, breakdown, rule_allo
 from clustergate.twin.apiserver.registry import Registry
 from clustergate.twin.apiserver.resources import resource
 from clustergate.twin.apiserver.store import Store
+from clustergate.twin.controllers.clusterroleaggregation import aggregated_rules
 from clustergate.twin.settings import TwinSettings
 
 
@@ -139,3 +140,23 @@ COVERS_TABLE: list[tuple[dict[str, Any], dict[str, Any], bool]] = [
 @pytest.mark.parametrize(("owner", "wanted", "covered"), COVERS_TABLE)
 def test_escalation_coverage(owner: dict[str, Any], wanted: dict[str, Any], covered: bool) -> None:
     assert all(rule_covers(owner, piece) for piece in breakdown(wanted)) is covered
+
+
+def test_an_aggregated_cluster_role_gathers_the_rules_of_the_roles_its_selectors_match() -> None:
+    def role(name: str, labels: dict[str, str], *rules: dict[str, Any]) -> dict[str, Any]:
+        return {"metadata": {"name": name, "labels": labels}, "rules": list(rules)}
+
+    selector = {"matchLabels": {"aggregate-to-monitoring": "true"}}
+    monitoring = {
+        **role("monitoring", {}),
+        "aggregationRule": {"clusterRoleSelectors": [selector]},
+    }
+    pods, nodes = rule("get list", "pods"), rule("get", "nodes")
+    roles = [
+        monitoring,
+        role("b-nodes", {"aggregate-to-monitoring": "true"}, nodes, pods),
+        role("a-pods", {"aggregate-to-monitoring": "true"}, pods),
+        role("unlabelled", {}, rule("*", "*", "*")),
+    ]
+    assert aggregated_rules(monitoring, roles) == [pods, nodes]
+    assert aggregated_rules({**monitoring, "aggregationRule": {}}, roles) == []

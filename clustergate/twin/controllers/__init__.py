@@ -11,6 +11,7 @@ import contextlib
 import logging
 
 from clustergate.twin.controllers.base import ClientFactory, Controller, SharedInformers
+from clustergate.twin.controllers.clusterroleaggregation import ClusterRoleAggregationController
 from clustergate.twin.controllers.daemonset import DaemonSetController
 from clustergate.twin.controllers.deployment import DeploymentController
 from clustergate.twin.controllers.disruption import DisruptionController
@@ -48,6 +49,7 @@ CONTROLLER_TYPES: tuple[type[Controller], ...] = (
     GarbageCollector,
     PodGarbageCollector,
     NodeLifecycleController,
+    ClusterRoleAggregationController,
 )
 
 
