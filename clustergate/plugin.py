@@ -153,8 +153,9 @@ _HEARTBEAT = pytest.StashKey[heartbeat.Heartbeat]()
 
 
 def _say(config: pytest.Config, line: str) -> None:
+    """A line on the terminal, unless ``-q`` asked for quiet (the facts keep it anyway)."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
+    if reporter is not None and config.get_verbosity() >= 0:
         reporter.write_line(line)
 
 
@@ -264,8 +265,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         "gate_read_only": None if proof is None else proof.describe(),
         "aws_caller": caller,
     }
-    if proof is not None:
-        _say(config, f"clustergate preflight: {proof.describe()}")
+    roles = " and ".join(preflight.profile_roles(disruptive))
+    verdict = f"; {proof.describe()}" if proof is not None else ""
+    _say(config, f"clustergate preflight: this profile needs ClusterRole {roles}{verdict}")
     reports = Path(config.getoption("reports_dir"))
     history = settings_from_config(cluster_config.reports, reports, config.getoption("history_dir"))
     redactor = Redactor(known_secrets(cluster.api.configuration))
