@@ -172,7 +172,8 @@ def check_cluster(cluster: Cluster, required: list[Required]) -> str:
         by_role = "; ".join(
             f"{_grant(role)} grants {', '.join(names)}" for role, names in missing.items()
         )
-        roles = sorted({need.role for need in required})
+        # The profile's ClusterRoles first, then the namespaced grants beside them.
+        roles = sorted({need.role for need in required}, key=lambda r: (r.startswith("Role "), r))
         raise PreflightError(
             f"the credentials for {cluster.server} (context {cluster.context}, Kubernetes "
             f"{info.git_version}) lack {count} permission(s) the selected checks need "
