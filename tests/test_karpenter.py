@@ -22,6 +22,8 @@ from tests.conftest import RunningTwin, start_twin, stop_twin
 
 GATE = ("-m", "autoscaler and gate", "-p", "no:cacheprovider")
 READY_CHECK = "test_karpenter_nodepools_are_ready"
+#: The twin's default NodePool consolidates after the twin's scale-down unneeded time (10 s).
+CONSOLIDATE_AFTER_S = 10
 NOWHERE = """\
 apiVersion: karpenter.k8s.aws/v1
 kind: EC2NodeClass
@@ -195,3 +197,35 @@ def test_a_node_class_whose_subnets_match_nothing_fails_the_gate_naming_it(
         "(SubnetsNotFound: SubnetSelector did not match any Subnets)"
     ) in message
     _wait_ready(karpenter_twin, "nodepool", "default", "True")
+
+
+@pytest.mark.slow
+def test_disruption_budgets_hold_and_release_consolidation(karpenter_twin: RunningTwin) -> None:
+    """An empty Karpenter node stays while the pool's budget is ``nodes: "0"`` and goes once
+    it is ``10%`` (which rounds up to one node)."""
+    budgets = '{"spec":{"disruption":{"budgets":[{"nodes":"%s"}]}}}'
+    _kubectl(karpenter_twin, "patch", "nodepool", "default", "--type=merge", "-p", budgets % "0")
+    try:
+        _kubectl(karpenter_twin, "apply", "-f", "-", stdin=BIG_POD)
+        _kubectl(
+            karpenter_twin, "wait", "pod/karpenter-big", "--for=condition=Ready", "--timeout=60s"
+        )
+        claims = _claims(karpenter_twin)
+        assert len(claims) == 1, claims
+        _kubectl(karpenter_twin, "delete", "pod", "karpenter-big", "--wait")
+        time.sleep(CONSOLIDATE_AFTER_S * 2)
+        assert _claims(karpenter_twin) == claims, "consolidated although the budget is 0 nodes"
+        _kubectl(
+            karpenter_twin, "patch", "nodepool", "default", "--type=merge", "-p", budgets % "10%"
+        )
+        _kubectl(karpenter_twin, "wait", f"nodeclaim/{claims[0]}", "--for=delete", "--timeout=60s")
+    finally:
+        _kubectl(karpenter_twin, "delete", "pod", "karpenter-big", "--ignore-not-found")
+        _kubectl(
+            karpenter_twin, "patch", "nodepool", "default", "--type=merge", "-p", budgets % "10%"
+        )
+
+
+def _claims(twin: RunningTwin) -> list[str]:
+    names = _kubectl(twin, "get", "nodeclaims", "-o", "jsonpath={.items[*].metadata.name}")
+    return names.split()

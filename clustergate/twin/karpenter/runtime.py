@@ -13,8 +13,9 @@ makes it)
   node through Registered and Initialized (:mod:`.lifecycle`);
 - consolidates: a claim's node without pods (DaemonSets aside) for the pool's
   ``consolidateAfter`` is disrupted, as many at a time as the pool's budgets allow: tainted
-  ``karpenter.sh/disrupted``, drained through the eviction API, its instance terminated and
-  the claim deleted.
+  ``karpenter.sh/disrupted``, drained through the eviction API (PodDisruptionBudgets hold
+  it back; a node not drained in time is left), its instance terminated and the claim deleted.
+  Only empty nodes are consolidated: moving pods off underutilised ones is not done.
 
 Status is written through the status subresource, only when it changes.
 """
@@ -31,6 +32,7 @@ from typing import Any
 
 from clustergate.twin.addons import PodPlacement
 from clustergate.twin.aws.instance_types import BY_NAME
+from clustergate.twin.aws.node_drain import drain_node, must_leave
 from clustergate.twin.controllers.events import EventRecorder
 from clustergate.twin.controllers.objects import cpu_millis, memory_bytes, pod_finished
 from clustergate.twin.karpenter import lifecycle, nodeclass, nodepool, provisioner
@@ -48,7 +50,8 @@ NODECLASSES = f"{AWS_GROUP}/{VERSION}"
 CORE = f"{CORE_GROUP}/{VERSION}"
 COMPONENT = "karpenter"
 DISRUPTED_TAINT = {"key": "karpenter.sh/disrupted", "effect": "NoSchedule"}
-NODECLAIM_LABELS = ("karpenter.sh/nodepool", "node.kubernetes.io/instance-type")
+#: How long a consolidation waits for PodDisruptionBudgets to let the node's pods go.
+DRAIN_LIMIT_S = 60.0
 
 
 class Karpenter:
@@ -325,7 +328,7 @@ class Karpenter:
     ) -> None:
         busy: set[str] = set()
         for pod in pods:
-            if not _daemonset_pod(pod) and pod.get("spec", {}).get("nodeName"):
+            if must_leave(pod) and pod.get("spec", {}).get("nodeName"):
                 busy.add(pod["spec"]["nodeName"])
         now = time.monotonic()
         for pool in pools:
@@ -365,12 +368,18 @@ class Karpenter:
         name = claim["metadata"]["name"]
         try:
             node_path = resource_path("v1", "nodes", None, node["metadata"]["name"])
-            taints = [*(node.get("spec", {}).get("taints") or []), DISRUPTED_TAINT]
-            await self._client.patch(node_path, {"spec": {"taints": taints}})
+            before = list(node.get("spec", {}).get("taints") or [])
+            await self._client.patch(node_path, {"spec": {"taints": [*before, DISRUPTED_TAINT]}})
             await self._events.record(
                 claim, "Normal", "DisruptionTerminating", "Disrupting NodeClaim: Empty"
             )
-            await self._drain(node["metadata"]["name"])
+            left = await drain_node(
+                self._client, node["metadata"]["name"], force=False, limit=DRAIN_LIMIT_S
+            )
+            if left:  # budgets held pods back: give the command up and the node back
+                log.warning("karpenter: %s not drained (%s); not terminated", name, left)
+                await self._client.patch(node_path, {"spec": {"taints": before}})
+                return
             instance_id = str(claim["status"]["providerID"]).rsplit("/", 1)[-1]
             await asyncio.to_thread(self._ec2.terminate, instance_id)
             with contextlib.suppress(ApiError):
@@ -381,29 +390,6 @@ class Karpenter:
         finally:
             self._disrupting.pop(name, None)
             self._empty_since.pop(name, None)
-
-    async def _drain(self, node_name: str) -> None:
-        """Evict every pod but DaemonSets' through the eviction API; a PDB's 429 is retried."""
-        assert self._client is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            listed = await self._client.list(
-                "/api/v1/pods", field_selector=f"spec.nodeName={node_name}"
-            )
-            left = [p for p in listed["items"] if not _daemonset_pod(p) and not pod_finished(p)]
-            if not left:
-                return
-            for pod in left:
-                meta = pod["metadata"]
-                path = resource_path("v1", "pods", meta["namespace"], meta["name"])
-                body = {
-                    "apiVersion": "policy/v1",
-                    "kind": "Eviction",
-                    "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-                }
-                with contextlib.suppress(ApiError):
-                    await self._client.post_subresource(path, "eviction", body)
-            await asyncio.sleep(1)
 
     async def _write_status(self, group_version: str, plural: str, obj: Obj, status: Obj) -> Obj:
         assert self._client is not None
@@ -451,11 +437,6 @@ def _unschedulable(pod: Obj) -> bool:
         and scheduled.get("status") == "False"
         and scheduled.get("reason") == "Unschedulable"
     )
-
-
-def _daemonset_pod(pod: Obj) -> bool:
-    owners = pod["metadata"].get("ownerReferences") or []
-    return any(o.get("kind") == "DaemonSet" for o in owners)
 
 
 def _requests(spec: Obj) -> tuple[int, int]:
