@@ -8,10 +8,7 @@ outright (before RBAC, so no binding can take cluster-admin away from it), then 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from clustergate.twin.apiserver.rbac import RbacAuthorizer
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -39,7 +36,13 @@ ANONYMOUS = Identity("system:anonymous", ("system:unauthenticated",))
 PRIVILEGED_GROUP = "system:masters"
 
 
-def authorize(rbac: RbacAuthorizer, identity: Identity, attrs: Attributes) -> tuple[bool, str]:
+class Authorizer(Protocol):
+    """The chain's last link (RBAC): (allowed, reason) for a request."""
+
+    def decide(self, identity: Identity, attrs: Attributes) -> tuple[bool, str]: ...
+
+
+def authorize(rbac: Authorizer, identity: Identity, attrs: Attributes) -> tuple[bool, str]:
     """(allowed, reason) from the chain: privileged groups, then RBAC."""
     if identity.is_admin:
         return True, ""
