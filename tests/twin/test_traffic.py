@@ -61,6 +61,9 @@ def moto_url() -> Iterator[str]:
 
 @pytest.fixture
 def aws(moto_url: str) -> Iterator[dict[str, Any]]:
+    # Reset before as well as after: moto's backends are process-wide, so another module's
+    # in-process moto on the same xdist worker can leave the twin's target groups behind.
+    asyncio.run(_reset_moto(moto_url))
     boto = {
         "endpoint_url": moto_url,
         "region_name": REGION,
