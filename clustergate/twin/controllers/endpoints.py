@@ -73,6 +73,20 @@ def endpoint_subsets(service: Obj, pods: list[Obj]) -> list[Obj]:
     return list(groups.values())
 
 
+def selecting_services(services: list[Obj], pod: Obj, old: Obj | None) -> list[Obj]:
+    """The Services whose selector matches ``pod``'s labels now or before (``old``): both
+    must reconcile when a pod's labels move it from one Service to another."""
+    labels = [pod["metadata"].get("labels") or {}]
+    if old is not None:
+        labels.append(old["metadata"].get("labels") or {})
+    return [
+        service
+        for service in services
+        if (selector := service["spec"].get("selector") or {})
+        and any(all(lbl.get(k) == v for k, v in selector.items()) for lbl in labels)
+    ]
+
+
 class EndpointsController(Controller):
     name = "endpoints-controller"
 
@@ -88,15 +102,10 @@ class EndpointsController(Controller):
         return [object_key(svc) for svc in self.services.list()]
 
     def _on_pod(self, kind: str, pod: Obj, old: Obj | None) -> None:
-        labels = [pod["metadata"].get("labels") or {}]
-        if old is not None:
-            labels.append(old["metadata"].get("labels") or {})
-        for service in self.services.list(pod["metadata"]["namespace"]):
-            selector = service["spec"].get("selector") or {}
-            if selector and any(
-                all(lbl.get(k) == v for k, v in selector.items()) for lbl in labels
-            ):
-                self.queue.add(object_key(service))
+        for service in selecting_services(
+            self.services.list(pod["metadata"]["namespace"]), pod, old
+        ):
+            self.queue.add(object_key(service))
 
     async def reconcile(self, key: str) -> None:
         namespace, name = key.split("/", 1)

@@ -9,7 +9,7 @@ pod. Slices are owned by their Service, so the garbage collector removes them wi
 from __future__ import annotations
 
 from clustergate.twin.controllers.base import Controller, SharedInformers
-from clustergate.twin.controllers.endpoints import resolve_ports
+from clustergate.twin.controllers.endpoints import resolve_ports, selecting_services
 from clustergate.twin.controllers.objects import Obj, is_terminating, pod_finished, pod_ready
 from clustergate.twin.kubeclient import ApiError, KubeClient, object_key, resource_path
 from clustergate.twin.settings import TwinSettings
@@ -175,15 +175,10 @@ class EndpointSliceController(_SliceWriter):
             self.queue.add(f"{obj['metadata']['namespace']}/{labels[SERVICE_NAME]}")
 
     def _on_pod(self, kind: str, pod: Obj, old: Obj | None) -> None:
-        labels = [pod["metadata"].get("labels") or {}]
-        if old is not None:
-            labels.append(old["metadata"].get("labels") or {})
-        for service in self.services.list(pod["metadata"]["namespace"]):
-            selector = service["spec"].get("selector") or {}
-            if selector and any(
-                all(lbl.get(k) == v for k, v in selector.items()) for lbl in labels
-            ):
-                self.queue.add(object_key(service))
+        for service in selecting_services(
+            self.services.list(pod["metadata"]["namespace"]), pod, old
+        ):
+            self.queue.add(object_key(service))
 
     async def reconcile(self, key: str) -> None:
         service = self.services.get(key)
