@@ -186,8 +186,12 @@ def test_route53_answers_a_10_percent_step_and_a_record_changed_behind_it_is_cau
         describe=lambda c: c.describe(),
         interval_s=0.2,
     )
+    # The sample that first passes may straddle the propagation (some answers still 0%), so
+    # the share is judged on a fresh one. 412 draws at 10% have a standard deviation of 1.5
+    # points: 2.6% to 17.4% is five of them either side, far from the 0% and 50% it must not be.
+    check = check_route53_answers(weights, 10, section.tolerance, 0.99)
     assert check.sample.total == answers_to_sample(0.10, 0.1, 0.99) == 4 * 103
-    assert 0.06 < check.share.interval.share < 0.14, check.describe()
+    assert 0.026 < check.share.interval.share < 0.174, check.describe()
     assert check.sample.other == {}
     assert check.sample.failed == {}
     set_new_weight_behind_the_cutover(session, facts, 50)
