@@ -73,18 +73,19 @@ def endpoint_subsets(service: Obj, pods: list[Obj]) -> list[Obj]:
     return list(groups.values())
 
 
+def service_selects(service: Obj, pod: Obj) -> bool:
+    """Whether the Service's ``spec.selector`` (a plain map; empty selects nothing) matches
+    the pod's labels."""
+    selector = service["spec"].get("selector") or {}
+    labels = pod["metadata"].get("labels") or {}
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
 def selecting_services(services: list[Obj], pod: Obj, old: Obj | None) -> list[Obj]:
     """The Services whose selector matches ``pod``'s labels now or before (``old``): both
     must reconcile when a pod's labels move it from one Service to another."""
-    labels = [pod["metadata"].get("labels") or {}]
-    if old is not None:
-        labels.append(old["metadata"].get("labels") or {})
-    return [
-        service
-        for service in services
-        if (selector := service["spec"].get("selector") or {})
-        and any(all(lbl.get(k) == v for k, v in selector.items()) for lbl in labels)
-    ]
+    versions = [pod] if old is None else [pod, old]
+    return [s for s in services if any(service_selects(s, v) for v in versions)]
 
 
 class EndpointsController(Controller):
@@ -123,11 +124,7 @@ class EndpointsController(Controller):
         selector = service["spec"].get("selector") or {}
         if not selector:
             return
-        pods = [
-            p
-            for p in self.pods.list(namespace)
-            if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
-        ]
+        pods = [p for p in self.pods.list(namespace) if service_selects(service, p)]
         subsets = endpoint_subsets(service, pods)
         labels = dict(service["metadata"].get("labels") or {})
         if existing is not None:

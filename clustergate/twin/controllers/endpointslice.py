@@ -9,7 +9,11 @@ pod. Slices are owned by their Service, so the garbage collector removes them wi
 from __future__ import annotations
 
 from clustergate.twin.controllers.base import Controller, SharedInformers
-from clustergate.twin.controllers.endpoints import resolve_ports, selecting_services
+from clustergate.twin.controllers.endpoints import (
+    resolve_ports,
+    selecting_services,
+    service_selects,
+)
 from clustergate.twin.controllers.objects import Obj, is_terminating, pod_finished, pod_ready
 from clustergate.twin.kubeclient import ApiError, KubeClient, object_key, resource_path
 from clustergate.twin.settings import TwinSettings
@@ -194,8 +198,7 @@ class EndpointSliceController(_SliceWriter):
         }
         groups: dict[Ports, list[Obj]] = {}
         for pod in self.pods.list(namespace):
-            labels = pod["metadata"].get("labels") or {}
-            if not all(labels.get(k) == v for k, v in selector.items()):
+            if not service_selects(service, pod):
                 continue
             ports = resolve_ports(service, pod)
             endpoint = pod_endpoint(service, pod, zones) if ports is not None else None
